@@ -1,0 +1,21 @@
+//! The catalog HTTP service.
+//!
+//! # Layout
+//! - [`data`]: the products and customers (embedded demo data, or `--data FILE`).
+//! - [`discounts`]: the client of the discount gRPC service: one shared TLS channel,
+//!   concurrent calls under one deadline, a result per product.
+//! - [`routes`]: the HTTP API, and the rule that every product is always served.
+//! - [`server`]: [`run`], the hyper accept loop with timeouts and graceful shutdown.
+//! - [`config`]: the command line of the `catalog` binary.
+//!
+//! `main.rs` only parses the command line, loads the data and trust roots, binds and calls
+//! [`run`]; the tests call the same [`run`] on a port the OS picks.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod data;
+pub mod discounts;
+pub mod routes;
+pub mod server;
+
+pub use server::{Config, ServeError, run};

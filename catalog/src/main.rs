@@ -1,0 +1,52 @@
+//! `catalog [PORT]`: see `catalog --help`.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use catalog::config::Cli;
+use catalog::data::Catalog;
+use catalog::discounts::{DiscountClient, DiscountSettings};
+use clap::Parser;
+use ecommerce::keys::{self, KeyPaths};
+use ecommerce::{listener, shutdown, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init_tracing();
+    ecommerce::install_crypto_provider();
+
+    // Everything is checked before the port is bound.
+    let data = match &cli.data {
+        Some(path) => Catalog::from_file(path)?,
+        None => Catalog::embedded(),
+    };
+    let paths = KeyPaths::new(&cli.keys_dir);
+    let trust_roots_pem = keys::read_or_generate_trust_roots(&paths)
+        .with_context(|| format!("cannot prepare TLS keys in {}", paths.dir().display()))?;
+    let discounts = DiscountClient::new(&DiscountSettings {
+        address: cli.discount_host.clone(),
+        trust_roots_pem,
+        call_timeout: cli.discount_timeout(),
+    })?;
+
+    let listener = match cli.bind {
+        Some(ip) => listener::bind(SocketAddr::new(ip, cli.port)),
+        None => listener::bind_all_interfaces(cli.port),
+    }
+    .with_context(|| format!("cannot listen on port {}", cli.port))?;
+    tracing::info!(
+        discount = %cli.discount_host,
+        timeout = ?cli.discount_timeout(),
+        keys = %paths.dir().display(),
+        "discount service settings"
+    );
+
+    catalog::run(
+        listener,
+        catalog::Config::new(data, discounts),
+        shutdown::signal(),
+    )
+    .await?;
+    Ok(())
+}

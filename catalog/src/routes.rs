@@ -1,0 +1,235 @@
+//! The catalog's HTTP API, routed by hand (hyper, no framework).
+//!
+//! | request            | answer |
+//! |--------------------|--------|
+//! | `GET /`            | 200 `It is working.` |
+//! | `GET /products`    | 200, the products as JSON; see [`products`] |
+//! | other methods      | 405 with `Allow: GET, HEAD` |
+//! | other paths        | 404 |
+//!
+//! `HEAD` is answered like `GET`, without the body (hyper drops it).
+
+use std::convert::Infallible;
+use std::num::IntErrorKind;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+
+use crate::data::{Catalog, Product};
+use crate::discounts::{Discount, DiscountClient};
+
+/// The header that names the customer, as with the old Go catalog.
+pub const USER_ID_HEADER: &str = "x-user-id";
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct App {
+    /// The products and customers.
+    pub catalog: Catalog,
+    /// The shared connection to the discount service.
+    pub discounts: DiscountClient,
+}
+
+/// The response body type of every route.
+pub type Body = Full<Bytes>;
+
+/// Routes one request. Never fails: every problem is an HTTP status.
+pub async fn handle(
+    app: Arc<App>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let response = match (request.method(), request.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/") => text(StatusCode::OK, "It is working."),
+        (&Method::GET | &Method::HEAD, "/products") => products(&app, request.headers()).await,
+        (_, "/" | "/products") => {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.");
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            response
+        }
+        _ => text(StatusCode::NOT_FOUND, "Not found."),
+    };
+    tracing::debug!(
+        method = %request.method(),
+        path = request.uri().path(),
+        status = response.status().as_u16(),
+        "answered"
+    );
+    Ok(response)
+}
+
+/// `GET /products`: every product, in catalog order, always.
+///
+/// Without `X-USER-ID` (or with an empty one), and for ids the catalog does not know, the
+/// products come without discounts and discount is not called. For a known customer each
+/// product is priced by the discount service; a product whose call fails in any way is
+/// served at its full price, without `discount_value`, and the response is still 200.
+pub async fn products(app: &App, headers: &HeaderMap) -> Response<Body> {
+    let customer_id = match customer_id(headers) {
+        Ok(id) => id,
+        Err(message) => return text(StatusCode::BAD_REQUEST, message),
+    };
+    let products = app.catalog.products();
+    let customer = customer_id.and_then(|id| app.catalog.customer(id));
+
+    let discounts: Vec<Option<Discount>> = match customer {
+        None => vec![None; products.len()],
+        Some(customer) => {
+            let results = app.discounts.discounts(customer, products).await;
+            let failed = results.iter().filter(|r| r.is_err()).count();
+            if let Some(Err(first)) = results.iter().find(|r| r.is_err()) {
+                tracing::warn!(
+                    customer_id = customer.id,
+                    failed,
+                    of = products.len(),
+                    error = %first,
+                    "discount calls failed; serving those products at full price"
+                );
+            }
+            results.into_iter().map(Result::unwrap_or_default).collect()
+        }
+    };
+
+    let body: Vec<ProductJson> = products
+        .iter()
+        .zip(discounts)
+        .map(|(product, discount_value)| ProductJson::new(product, discount_value))
+        .collect();
+    json(&body)
+}
+
+/// A product as the JSON contract shows it. Field order is the contract's.
+#[derive(Serialize)]
+struct ProductJson<'a> {
+    id: i32,
+    slug: &'a str,
+    description: &'a str,
+    price_in_cents: i32,
+    /// Present only when a discount applies. Serialised from the `f32` through serde's
+    /// typed path, which prints `0.1`; a `serde_json::Value` would widen it to
+    /// `0.10000000149011612`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    discount_value: Option<Discount>,
+}
+
+impl<'a> ProductJson<'a> {
+    fn new(product: &'a Product, discount_value: Option<Discount>) -> Self {
+        Self {
+            id: product.id,
+            slug: &product.slug,
+            description: &product.description,
+            price_in_cents: product.price_in_cents,
+            discount_value,
+        }
+    }
+}
+
+/// Reads `X-USER-ID`: `Ok(None)` when it is absent or blank, `Err` with the message for a
+/// 400 otherwise. The rules, all deterministic:
+///
+/// - surrounding spaces and tabs are ignored;
+/// - the rest must be a decimal integer in the `i32` range, as Rust's `i32::from_str` reads
+///   it: an optional sign, then digits (`+1`, `01` and `-5` are numbers; `1.0`, `0x1`,
+///   `1e3` and `１` are not);
+/// - a header given more than once is refused rather than one copy chosen silently;
+/// - bytes that are not visible ASCII cannot be a number and are refused.
+pub fn customer_id(headers: &HeaderMap) -> Result<Option<i32>, &'static str> {
+    let mut values = headers.get_all(USER_ID_HEADER).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err("X-USER-ID must be given once.");
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| "Customer ID is not a number.")?
+        .trim_matches([' ', '\t']);
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value.parse::<i32>().map(Some).map_err(|e| match e.kind() {
+        IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => {
+            "Customer ID is out of range (it must fit in 32 bits)."
+        }
+        _ => "Customer ID is not a number.",
+    })
+}
+
+fn text(status: StatusCode, message: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn json(body: &impl Serialize) -> Response<Body> {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut response = Response::new(Full::new(Bytes::from(bytes)));
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        // Plain structs of strings and numbers always serialise; this is the honest
+        // answer if that ever stops being true.
+        Err(error) => {
+            tracing::error!(%error, "cannot encode the response");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Cannot encode the response.",
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id_of(values: &[&[u8]]) -> Result<Option<i32>, &'static str> {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(USER_ID_HEADER, HeaderValue::from_bytes(value).unwrap());
+        }
+        customer_id(&headers)
+    }
+
+    #[test]
+    fn user_id_forms_have_fixed_answers() {
+        assert_eq!(id_of(&[]), Ok(None));
+        assert_eq!(id_of(&[b""]), Ok(None));
+        assert_eq!(id_of(&[b"   "]), Ok(None));
+        assert_eq!(id_of(&[b"1"]), Ok(Some(1)));
+        assert_eq!(id_of(&[b" 1\t"]), Ok(Some(1)));
+        assert_eq!(id_of(&[b"+1"]), Ok(Some(1)));
+        assert_eq!(id_of(&[b"01"]), Ok(Some(1)));
+        assert_eq!(id_of(&[b"-7"]), Ok(Some(-7)));
+        assert_eq!(id_of(&[b"2147483647"]), Ok(Some(i32::MAX)));
+        assert_eq!(id_of(&[b"-2147483648"]), Ok(Some(i32::MIN)));
+        for not_a_number in [&b"1.0"[..], b"0x1", b"1e3", b"abc", b"1 2", b"\xef\xbc\x91"] {
+            assert_eq!(id_of(&[not_a_number]), Err("Customer ID is not a number."));
+        }
+        assert!(
+            id_of(&[b"2147483648"])
+                .unwrap_err()
+                .contains("out of range")
+        );
+        assert!(
+            id_of(&[b"-99999999999999999999"])
+                .unwrap_err()
+                .contains("out of range")
+        );
+        assert!(id_of(&[b"1", b"1"]).unwrap_err().contains("once"));
+    }
+}

@@ -1,0 +1,135 @@
+//! The catalog's HTTP server: accepts connections on a listener we are handed, serves
+//! HTTP/1.1 and HTTP/2 (h2c) with hyper, and drains on shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::data::Catalog;
+use crate::discounts::DiscountClient;
+use crate::routes::{self, App};
+
+/// What [`run`] needs besides the listener and the shutdown signal.
+#[derive(Debug)]
+pub struct Config {
+    /// The products and customers to serve.
+    pub catalog: Catalog,
+    /// The discount service, already configured.
+    pub discounts: DiscountClient,
+    /// How long a client may take to send a request's headers. hyper applies this only
+    /// when it has a timer, which [`run`] gives it; without both, a client that trickles
+    /// headers (slowloris) holds a connection forever.
+    pub header_read_timeout: Duration,
+    /// How long in-flight requests may run after the shutdown signal.
+    pub drain_timeout: Duration,
+}
+
+impl Config {
+    /// Defaults for the timeouts.
+    pub fn new(catalog: Catalog, discounts: DiscountClient) -> Self {
+        Self {
+            catalog,
+            discounts,
+            header_read_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listener's address could not be read.
+    #[error("cannot read the listener's address")]
+    Listener(#[source] std::io::Error),
+}
+
+/// Largest request head (request line and headers) accepted over HTTP/1.1; larger gets
+/// `431 Request Header Fields Too Large`. hyper-util's auto builder exposes only the read
+/// buffer size for this, whose minimum is 8 KiB.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Serves the catalog on `listener` until `shutdown` completes, then lets in-flight requests
+/// finish for at most `config.drain_timeout`.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let local_addr = listener.local_addr().map_err(ServeError::Listener)?;
+    let app = Arc::new(App {
+        catalog: config.catalog,
+        discounts: config.discounts,
+    });
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_concurrent_streams(256);
+
+    let graceful = GracefulShutdown::new();
+    tracing::info!(
+        address = %local_addr,
+        products = app.catalog.products().len(),
+        "catalog HTTP server listening"
+    );
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Typically EMFILE: out of file descriptors. Accepting again at once
+                        // would spin; a short pause lets connections close.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                // Responses are one write each; Nagle would only delay them.
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let service = service_fn(move |request| routes::handle(app.clone(), request));
+                let connection = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        // Clients that go away, header timeouts, malformed requests: routine.
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(config.drain_timeout) => {
+            tracing::warn!(
+                timeout = ?config.drain_timeout,
+                "requests still running after the drain timeout; stopping anyway"
+            );
+        }
+    }
+    tracing::info!("catalog server stopped");
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! The discount gRPC service.
+//!
+//! # Layout
+//! - [`pricing`]: the rule itself (10% off for customer 1), exact decimal arithmetic.
+//! - [`service`]: the `ecommerce.Discount` gRPC service around the rule.
+//! - [`server`]: [`run`], which serves it with TLS on a given listener until shutdown.
+//! - [`config`]: the command line of the `discount` binary.
+//!
+//! `main.rs` only parses the command line, makes sure the keys exist, binds and calls
+//! [`run`]; the tests call the same [`run`] on a port the OS picks.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod pricing;
+pub mod server;
+pub mod service;
+
+pub use server::{Config, ServeError, run};

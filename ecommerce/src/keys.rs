@@ -1,0 +1,507 @@
+//! The demo's TLS files: where they live, how they are made, how they are read.
+//!
+//! The project makes its own keys with rcgen, so that nobody needs an `openssl` step. The
+//! keys directory holds:
+//!
+//! | file          | what                                               | mode |
+//! |---------------|----------------------------------------------------|------|
+//! | `ca.pem`      | the local CA certificate: what clients trust       | 0644 |
+//! | `ca.key`      | the CA's private key, kept to sign later leaves    | 0600 |
+//! | `cert.pem`    | the server certificate, then the CA certificate    | 0644 |
+//! | `private.key` | the server's private key (PKCS#8)                  | 0600 |
+//!
+//! `cert.pem` and `private.key` are the names the old Go and Python services used. Putting
+//! the CA after the leaf in `cert.pem` serves both directions of compatibility: a client of
+//! any language that trusts `cert.pem` finds the CA in it, and a server of any language that
+//! loads `cert.pem` and `private.key` sends a chain our catalog verifies against `ca.pem`.
+//!
+//! Either service generates the set when `cert.pem` is missing, whichever starts first. Two
+//! processes may start at once (the demo script starts both), so generation holds an
+//! exclusive lock on `.lock` in the directory, checks again under the lock, writes every file
+//! to a temporary name and renames it into place, `cert.pem` last. A reader therefore never
+//! sees a certificate without its key, and a crash part-way leaves `cert.pem` missing, which
+//! the next start repairs. An existing set is always reused, never overwritten.
+
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Names every server certificate carries, so local clients verify it by name or address.
+pub const DEFAULT_SERVER_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// The repository's `keys/` directory, the default for both services.
+///
+/// It is fixed at build time so that `cargo run -p discount` and `cargo run -p catalog`
+/// share one directory whatever the working directory. An installed binary (a container)
+/// should be given `--keys-dir` or `KEYS_DIR` instead.
+pub fn default_keys_dir() -> PathBuf {
+    let ecommerce_crate = Path::new(env!("CARGO_MANIFEST_DIR"));
+    ecommerce_crate
+        .parent()
+        .unwrap_or(ecommerce_crate)
+        .join("keys")
+}
+
+/// The paths of the files in one keys directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPaths {
+    dir: PathBuf,
+}
+
+impl KeyPaths {
+    /// The files of the keys directory `dir` (which need not exist yet).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The keys directory itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `ca.pem`: the local CA's certificate.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// `ca.key`: the local CA's private key.
+    pub fn ca_key(&self) -> PathBuf {
+        self.dir.join("ca.key")
+    }
+
+    /// `cert.pem`: the server certificate followed by the CA certificate.
+    pub fn server_cert(&self) -> PathBuf {
+        self.dir.join("cert.pem")
+    }
+
+    /// `private.key`: the server's private key.
+    pub fn server_key(&self) -> PathBuf {
+        self.dir.join("private.key")
+    }
+
+    fn lock_file(&self) -> PathBuf {
+        self.dir.join(".lock")
+    }
+}
+
+/// Whether [`ensure_keys`] found the set or made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeysOrigin {
+    /// The directory already held `cert.pem` and `private.key`.
+    Existing,
+    /// A new CA and server certificate were generated.
+    Generated,
+}
+
+/// A server's certificate chain and private key, as PEM, checked to parse.
+#[derive(Clone)]
+pub struct ServerIdentity {
+    /// The leaf certificate first, then any intermediates and the CA.
+    pub cert_chain_pem: Vec<u8>,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub private_key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for ServerIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material, even in debug logs.
+        f.debug_struct("ServerIdentity").finish_non_exhaustive()
+    }
+}
+
+/// What can go wrong with the keys directory. Each variant names the file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The directory could not be created.
+    #[error("cannot create the keys directory {path}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Another process's generation could not be waited for.
+    #[error("cannot lock {path}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A file could not be written.
+    #[error("cannot write {path}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A file is not the PEM it should be.
+    #[error("{path} does not hold a valid PEM {what}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// "certificate" or "private key".
+        what: &'static str,
+        /// The parser's complaint.
+        source: pem::Error,
+    },
+    /// `cert.pem` is there without its key: someone else's files, which we do not overwrite.
+    #[error(
+        "{cert} exists but {key} does not; provide the key, or remove {cert} to have a new set generated"
+    )]
+    MissingKey {
+        /// The certificate that is present.
+        cert: PathBuf,
+        /// The key that is missing.
+        key: PathBuf,
+    },
+    /// rcgen refused a name or failed to sign.
+    #[error("cannot generate the certificates")]
+    Generate(#[from] rcgen::Error),
+}
+
+/// Makes sure `paths` holds a server certificate and key, generating a new set if not.
+///
+/// `extra_names` are added to the server certificate's subject alternative names besides
+/// [`DEFAULT_SERVER_NAMES`] (a container's host name, say). They only matter when the set is
+/// generated: an existing certificate is reused as it is.
+///
+/// This blocks while another process generates the set, for as long as that takes.
+pub fn ensure_keys(paths: &KeyPaths, extra_names: &[String]) -> Result<KeysOrigin, KeyError> {
+    // Fast path with no lock: a complete set is never removed or rewritten by us.
+    if paths.server_cert().exists() {
+        return check_key_present(paths).map(|()| KeysOrigin::Existing);
+    }
+
+    fs::create_dir_all(paths.dir()).map_err(|source| KeyError::CreateDir {
+        path: paths.dir().to_owned(),
+        source,
+    })?;
+    let lock_path = paths.lock_file();
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .and_then(|file| file.lock().map(|()| file))
+        .map_err(|source| KeyError::Lock {
+            path: lock_path,
+            source,
+        })?;
+
+    // Another process may have finished while we waited for the lock.
+    let origin = if paths.server_cert().exists() {
+        check_key_present(paths)?;
+        KeysOrigin::Existing
+    } else {
+        generate(paths, extra_names)?;
+        KeysOrigin::Generated
+    };
+    drop(lock); // Closing the file releases the lock.
+    Ok(origin)
+}
+
+/// Reads the certificates a client should trust (see [`read_trust_roots`]), generating a
+/// new set of keys first if the directory has neither `ca.pem` nor `cert.pem`.
+///
+/// A directory that holds only a CA (a client's mounted secret, say) is read as it is: only
+/// a directory with nothing to trust gets keys generated.
+pub fn read_or_generate_trust_roots(paths: &KeyPaths) -> Result<Vec<u8>, KeyError> {
+    if !paths.ca_cert().exists() && !paths.server_cert().exists() {
+        ensure_keys(paths, &[])?;
+    }
+    read_trust_roots(paths)
+}
+
+/// Reads and checks the server's certificate chain (`cert.pem`) and key (`private.key`).
+pub fn read_server_identity(paths: &KeyPaths) -> Result<ServerIdentity, KeyError> {
+    let cert_chain_pem = read_certificates(&paths.server_cert())?;
+    let key_path = paths.server_key();
+    let private_key_pem = read(&key_path)?;
+    PrivateKeyDer::from_pem_slice(&private_key_pem).map_err(|source| KeyError::Pem {
+        path: key_path,
+        what: "private key",
+        source,
+    })?;
+    Ok(ServerIdentity {
+        cert_chain_pem,
+        private_key_pem,
+    })
+}
+
+/// Reads the certificates a client should trust: `ca.pem`, or `cert.pem` where there is no
+/// `ca.pem` (keys made by the old services' openssl step had only a self-signed `cert.pem`).
+pub fn read_trust_roots(paths: &KeyPaths) -> Result<Vec<u8>, KeyError> {
+    let ca = paths.ca_cert();
+    if ca.exists() {
+        read_certificates(&ca)
+    } else {
+        read_certificates(&paths.server_cert())
+    }
+}
+
+/// Reads a PEM file and checks it holds at least one certificate, all of them parsable.
+fn read_certificates(path: &Path) -> Result<Vec<u8>, KeyError> {
+    let bytes = read(path)?;
+    let pem_error = |source| KeyError::Pem {
+        path: path.to_owned(),
+        what: "certificate",
+        source,
+    };
+    let mut count = 0;
+    for cert in CertificateDer::pem_slice_iter(&bytes) {
+        cert.map_err(pem_error)?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(pem_error(pem::Error::NoItemsFound));
+    }
+    Ok(bytes)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
+    fs::read(path).map_err(|source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn check_key_present(paths: &KeyPaths) -> Result<(), KeyError> {
+    if paths.server_key().exists() {
+        Ok(())
+    } else {
+        Err(KeyError::MissingKey {
+            cert: paths.server_cert(),
+            key: paths.server_key(),
+        })
+    }
+}
+
+/// Generates a CA and a server certificate signed by it, and writes the four files.
+///
+/// Validity is rcgen's default (1975 to 4096): these are throw-away local demo keys, and a
+/// demo that stops working on some date teaches nothing. Keys are ECDSA P-256, which every
+/// mainstream TLS stack (rustls, Go, BoringSSL in Python's grpcio, OpenSSL) accepts.
+fn generate(paths: &KeyPaths, extra_names: &[String]) -> Result<(), KeyError> {
+    let ca_key = KeyPair::generate()?;
+    let ca_params = ca_params();
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let ca_key_pem = ca_key.serialize_pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let names: Vec<String> = DEFAULT_SERVER_NAMES
+        .iter()
+        .map(|name| name.to_string())
+        .chain(extra_names.iter().cloned())
+        .collect();
+    // `new` turns "127.0.0.1" and "::1" into IP-address names and the rest into DNS names.
+    let mut server = CertificateParams::new(names)?;
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "discount");
+    server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    server.use_authority_key_identifier_extension = true;
+    let server_key = KeyPair::generate()?;
+    let server_cert = server.signed_by(&server_key, &issuer)?;
+
+    let chain = format!("{}{}", server_cert.pem(), ca_cert.pem());
+    write_atomically(&paths.ca_key(), ca_key_pem.as_bytes(), 0o600)?;
+    write_atomically(&paths.ca_cert(), ca_cert.pem().as_bytes(), 0o644)?;
+    write_atomically(
+        &paths.server_key(),
+        server_key.serialize_pem().as_bytes(),
+        0o600,
+    )?;
+    // Last: its presence is what tells every reader the set is complete.
+    write_atomically(&paths.server_cert(), chain.as_bytes(), 0o644)?;
+    sync_dir(paths.dir())
+}
+
+/// The local CA's parameters. They are kept the same from run to run, so a later version can
+/// rebuild the issuer from `ca.key` alone and sign more leaves under the same CA.
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "ecommerce demo local CA");
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+}
+
+/// Writes `contents` to a temporary file beside `path` with `mode`, then renames it over
+/// `path`, so `path` is either absent or complete.
+fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), KeyError> {
+    let file_name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
+    let write = || -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        // `mode` applies only to a new file; a stale temporary may have another.
+        file.set_permissions(Permissions::from_mode(mode))?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(|source| {
+        let _ = fs::remove_file(&tmp);
+        KeyError::Write {
+            path: path.to_owned(),
+            source,
+        }
+    })
+}
+
+fn sync_dir(dir: &Path) -> Result<(), KeyError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| KeyError::Write {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_new_directory_gets_a_full_set_with_private_keys_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = KeyPaths::new(dir.path().join("keys"));
+        assert_eq!(ensure_keys(&paths, &[]).unwrap(), KeysOrigin::Generated);
+
+        assert_eq!(mode(&paths.server_key()), 0o600);
+        assert_eq!(mode(&paths.ca_key()), 0o600);
+        let identity = read_server_identity(&paths).unwrap();
+        let chain: Vec<_> = CertificateDer::pem_slice_iter(&identity.cert_chain_pem)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(chain.len(), 2, "cert.pem holds the leaf then the CA");
+        let ca = CertificateDer::from_pem_file(paths.ca_cert()).unwrap();
+        assert_eq!(chain[1], ca);
+    }
+
+    #[test]
+    fn an_existing_set_is_reused_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = KeyPaths::new(dir.path());
+        ensure_keys(&paths, &[]).unwrap();
+        let before = read_server_identity(&paths).unwrap();
+        assert_eq!(ensure_keys(&paths, &[]).unwrap(), KeysOrigin::Existing);
+        let after = read_server_identity(&paths).unwrap();
+        assert_eq!(before.cert_chain_pem, after.cert_chain_pem);
+        assert_eq!(before.private_key_pem, after.private_key_pem);
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_is_an_error_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = KeyPaths::new(dir.path());
+        ensure_keys(&paths, &[]).unwrap();
+        fs::remove_file(paths.server_key()).unwrap();
+        let err = ensure_keys(&paths, &[]).unwrap_err();
+        assert!(matches!(err, KeyError::MissingKey { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_key_without_its_certificate_is_a_crashed_generation_and_is_redone() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = KeyPaths::new(dir.path());
+        ensure_keys(&paths, &[]).unwrap();
+        fs::remove_file(paths.server_cert()).unwrap();
+        assert_eq!(ensure_keys(&paths, &[]).unwrap(), KeysOrigin::Generated);
+        read_server_identity(&paths).unwrap();
+    }
+
+    #[test]
+    fn trust_roots_fall_back_to_cert_pem_without_ca_pem() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = KeyPaths::new(dir.path());
+        ensure_keys(&paths, &[]).unwrap();
+        assert_eq!(
+            read_trust_roots(&paths).unwrap(),
+            fs::read(paths.ca_cert()).unwrap()
+        );
+        fs::remove_file(paths.ca_cert()).unwrap();
+        assert_eq!(
+            read_trust_roots(&paths).unwrap(),
+            fs::read(paths.server_cert()).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_pem_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = KeyPaths::new(dir.path());
+        fs::write(paths.server_cert(), "not a certificate").unwrap();
+        fs::write(paths.server_key(), "not a key").unwrap();
+        let err = read_server_identity(&paths).unwrap_err();
+        assert!(err.to_string().contains("cert.pem"), "{err}");
+    }
+
+    #[test]
+    fn concurrent_generators_agree_on_one_matching_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = KeyPaths::new(dir.path().join("keys"));
+        let origins: Vec<KeysOrigin> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| ensure_keys(&paths, &[]).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let generated = origins
+            .iter()
+            .filter(|o| **o == KeysOrigin::Generated)
+            .count();
+        assert_eq!(generated, 1, "exactly one thread generates: {origins:?}");
+
+        // The key must belong to the certificate: rustls checks that when it builds a config.
+        let identity = read_server_identity(&paths).unwrap();
+        let chain = CertificateDer::pem_slice_iter(&identity.cert_chain_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(&identity.private_key_pem).unwrap();
+        rustls::ServerConfig::builder_with_provider(
+            rustls::crypto::ring::default_provider().into(),
+        )
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("the key matches the certificate");
+    }
+}

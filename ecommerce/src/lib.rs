@@ -1,0 +1,36 @@
+//! What the `catalog` and `discount` services must agree on, kept in one place.
+//!
+//! # Layout
+//! - [`pb`]: the Rust types and the tonic client and server generated from `ecommerce.proto`,
+//!   the wire contract shared with the Go and Python services this project replaces.
+//! - [`keys`]: the demo's TLS files in the keys directory, generated with rcgen when missing,
+//!   with names compatible with the old services (`cert.pem`, `private.key`).
+//! - [`listener`]: binding a TCP port on all interfaces, IPv4 and IPv6, as both services do.
+//! - [`shutdown`]: the Ctrl-C / SIGTERM signal both services stop on.
+//! - [`telemetry`]: the `tracing` subscriber both binaries install.
+#![forbid(unsafe_code)]
+
+pub mod keys;
+pub mod listener;
+pub mod shutdown;
+pub mod telemetry;
+
+/// Code generated from `ecommerce.proto` at build time (see `build.rs`).
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("ecommerce");
+
+    /// The encoded `FileDescriptorSet` of `ecommerce.proto`, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("ecommerce_descriptor");
+}
+
+/// Installs rustls' ring crypto provider as the process default.
+///
+/// tonic's server-side TLS asks rustls for the process-wide provider, which panics when it
+/// cannot pick one (for instance when some crate in the tree also enables aws-lc-rs). Calling
+/// this first makes the choice explicit. It is harmless to call more than once.
+pub fn install_crypto_provider() {
+    // An error only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
