@@ -15,6 +15,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init_tracing();
     ecommerce::install_crypto_provider();
+    // Before anything else can take time: a SIGTERM from now on stops the service cleanly.
+    let stop = shutdown::signal();
 
     // Everything is checked before the port is bound.
     let data = match &cli.data {
@@ -42,11 +44,6 @@ async fn main() -> anyhow::Result<()> {
         "discount service settings"
     );
 
-    catalog::run(
-        listener,
-        catalog::Config::new(data, discounts),
-        shutdown::signal(),
-    )
-    .await?;
+    catalog::run(listener, catalog::Config::new(data, discounts), stop).await?;
     Ok(())
 }

@@ -13,6 +13,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init_tracing();
     ecommerce::install_crypto_provider();
+    // Before anything else can take time: a SIGTERM from now on stops the service cleanly.
+    let stop = shutdown::signal();
 
     let paths = KeyPaths::new(&cli.keys_dir);
     let origin = keys::ensure_keys(&paths, &cli.tls_names)
@@ -28,11 +30,6 @@ async fn main() -> anyhow::Result<()> {
     }
     .with_context(|| format!("cannot listen on port {}", cli.port))?;
 
-    discount::run(
-        listener,
-        discount::Config::new(identity),
-        shutdown::signal(),
-    )
-    .await?;
+    discount::run(listener, discount::Config::new(identity), stop).await?;
     Ok(())
 }

@@ -1,5 +1,8 @@
 //! The contract of `GET /products` and the other routes, with discount healthy.
 
+/// Request headers as the helpers take them.
+type Headers<'a> = &'a [(&'a str, &'a [u8])];
+
 use crate::helpers::{CUSTOMER_1_BODY, UNDISCOUNTED_BODY, get_products, request, spawn_pair};
 
 #[tokio::test]
@@ -54,7 +57,7 @@ async fn numbers_in_other_spellings_are_the_same_customer() {
 #[tokio::test]
 async fn bad_customer_ids_are_400_with_a_message() {
     let pair = spawn_pair().await;
-    let cases: [(&[(&str, &[u8])], &str); 7] = [
+    let cases: [(Headers, &str); 7] = [
         (&[("X-USER-ID", b"abc")], "Customer ID is not a number."),
         (&[("X-USER-ID", b"1.0")], "Customer ID is not a number."),
         (&[("X-USER-ID", b"0x1")], "Customer ID is not a number."),

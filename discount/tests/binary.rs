@@ -1,0 +1,139 @@
+//! The real `discount` binary, spawned as a user would run it.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use ecommerce::keys::{self, KeyPaths};
+use ecommerce::pb::discount_client::DiscountClient;
+use ecommerce::pb::{Customer, DiscountRequest, Product};
+use testkit::{ServiceProcess, run_to_end};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+
+fn discount() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_discount"))
+}
+
+#[test]
+fn help_explains_the_port_and_the_keys() {
+    let mut command = discount();
+    command.arg("--help");
+    let (status, stdout, _) = run_to_end(command);
+    assert!(status.success());
+    for needle in ["[PORT]", "11443", "--keys-dir", "KEYS_DIR", "--tls-name"] {
+        assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
+    }
+}
+
+#[test]
+fn an_unknown_flag_is_a_usage_error() {
+    let mut command = discount();
+    command.arg("--no-such-flag");
+    let (status, _, stderr) = run_to_end(command);
+    assert_eq!(status.code(), Some(2));
+    assert!(stderr.contains("--no-such-flag"), "{stderr}");
+}
+
+// Multi-threaded: the client's connection must keep running while this thread blocks in
+// `terminate`, to answer the server's graceful-shutdown ping as a real client would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_with_no_keys_creates_them_private_answers_over_tls_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys_dir = dir.path().join("keys");
+    let mut command = discount();
+    command.args(["0", "--keys-dir"]).arg(&keys_dir);
+    let mut process = ServiceProcess::spawn(command);
+    let addr = process.wait_until_listening();
+
+    let paths = KeyPaths::new(&keys_dir);
+    for private in [paths.server_key(), paths.ca_key()] {
+        let mode = fs::metadata(&private).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", private.display());
+    }
+    assert!(process.log_text().contains("generated a local CA"));
+
+    ecommerce::install_crypto_provider();
+    let ca = Certificate::from_pem(keys::read_trust_roots(&paths).unwrap());
+    let channel = Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
+        .unwrap()
+        .tls_config(ClientTlsConfig::new().ca_certificate(ca))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connects over TLS");
+    let response = DiscountClient::new(channel)
+        .apply_discount(DiscountRequest {
+            customer: Some(Customer {
+                id: 1,
+                ..Default::default()
+            }),
+            product: Some(Product {
+                id: 1,
+                price_in_cents: 99999,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("answers")
+        .into_inner();
+    assert_eq!(
+        response
+            .product
+            .unwrap()
+            .discount_value
+            .unwrap()
+            .value_in_cents,
+        89999
+    );
+
+    let status = process.terminate();
+    assert_eq!(status.code(), Some(0), "log: {}", process.log_text());
+    assert!(process.log_text().contains("discount server stopped"));
+}
+
+#[test]
+fn existing_keys_are_reused_not_regenerated() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = KeyPaths::new(dir.path());
+    keys::ensure_keys(&paths, &[]).unwrap();
+    let before = fs::read(paths.server_cert()).unwrap();
+
+    let mut command = discount();
+    command.args(["0", "--keys-dir"]).arg(dir.path());
+    let mut process = ServiceProcess::spawn(command);
+    process.wait_until_listening();
+    assert_eq!(process.terminate().code(), Some(0));
+    assert_eq!(fs::read(paths.server_cert()).unwrap(), before);
+    assert!(!process.log_text().contains("generated"));
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error_and_a_failed_exit() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = discount();
+    command
+        .arg(taken.local_addr().unwrap().port().to_string())
+        .args(["--bind", "127.0.0.1", "--keys-dir"])
+        .arg(dir.path());
+    let (status, _, stderr) = run_to_end(command);
+    assert!(!status.success());
+    assert!(stderr.contains("cannot listen on port"), "{stderr}");
+    assert!(
+        stderr.to_lowercase().contains("address already in use"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_certificate_without_its_key_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = KeyPaths::new(dir.path());
+    keys::ensure_keys(&paths, &[]).unwrap();
+    fs::remove_file(paths.server_key()).unwrap();
+    let mut command = discount();
+    command.args(["0", "--keys-dir"]).arg(dir.path());
+    let (status, _, stderr) = run_to_end(command);
+    assert!(!status.success());
+    assert!(stderr.contains("private.key does not"), "{stderr}");
+}

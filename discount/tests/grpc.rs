@@ -1,0 +1,212 @@
+//! The discount service over real TLS sockets, called as any gRPC client would.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use ecommerce::keys::{self, KeyPaths};
+use ecommerce::pb::discount_client::DiscountClient;
+use ecommerce::pb::{Customer, DiscountRequest, DiscountValue, Product};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+struct Server {
+    addr: SocketAddr,
+    keys: KeyPaths,
+    _dir: TempDir,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start_on(listener: TcpListener) -> Server {
+    ecommerce::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = KeyPaths::new(dir.path());
+    keys::ensure_keys(&keys, &[]).unwrap();
+    let identity = keys::read_server_identity(&keys).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(discount::run(
+        listener,
+        discount::Config::new(identity),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    Server {
+        addr,
+        keys,
+        _dir: dir,
+        _stop: stop,
+    }
+}
+
+async fn start() -> Server {
+    start_on(TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap()).await
+}
+
+async fn client(
+    uri: String,
+    trust: &KeyPaths,
+) -> Result<DiscountClient<Channel>, tonic::transport::Error> {
+    let ca = Certificate::from_pem(keys::read_trust_roots(trust).unwrap());
+    let channel = Endpoint::from_shared(uri)?
+        .tls_config(ClientTlsConfig::new().ca_certificate(ca))?
+        .connect()
+        .await?;
+    Ok(DiscountClient::new(channel))
+}
+
+async fn client_for(server: &Server) -> DiscountClient<Channel> {
+    client(
+        format!("https://localhost:{}", server.addr.port()),
+        &server.keys,
+    )
+    .await
+    .expect("connects over TLS")
+}
+
+fn product(price_in_cents: i32) -> Product {
+    Product {
+        id: 42,
+        slug: "a-slug".into(),
+        description: "a description".into(),
+        price_in_cents,
+        discount_value: None,
+    }
+}
+
+fn customer(id: i32) -> Option<Customer> {
+    Some(Customer {
+        id,
+        first_name: "First".into(),
+        last_name: "Last".into(),
+    })
+}
+
+async fn apply(
+    client: &mut DiscountClient<Channel>,
+    customer: Option<Customer>,
+    product: Option<Product>,
+) -> Result<Product, tonic::Status> {
+    let response = client
+        .apply_discount(DiscountRequest { customer, product })
+        .await?
+        .into_inner();
+    Ok(response.product.expect("the response has a product"))
+}
+
+#[tokio::test]
+async fn customer_1_gets_ten_percent_off_truncated_and_every_field_echoed() {
+    let server = start().await;
+    let mut client = client_for(&server).await;
+    for (price, expected) in [
+        (99999, 89999),
+        (150000, 135000),
+        (32999, 29699),
+        (1, 0),
+        (9, 8),
+        (2147483647, 1932735282),
+    ] {
+        let answer = apply(&mut client, customer(1), Some(product(price)))
+            .await
+            .unwrap();
+        let wanted = Product {
+            discount_value: Some(DiscountValue {
+                pct: 0.1,
+                value_in_cents: expected,
+            }),
+            ..product(price)
+        };
+        assert_eq!(answer, wanted, "price {price}");
+    }
+}
+
+#[tokio::test]
+async fn other_customers_zero_prices_and_no_customer_get_an_empty_discount() {
+    let server = start().await;
+    let mut client = client_for(&server).await;
+    for (who, price) in [
+        (customer(2), 99999),
+        (customer(0), 99999),
+        (None, 99999),
+        (customer(1), 0),
+        (customer(1), -100),
+    ] {
+        let answer = apply(&mut client, who.clone(), Some(product(price)))
+            .await
+            .unwrap();
+        assert_eq!(
+            answer,
+            Product {
+                discount_value: Some(DiscountValue::default()),
+                ..product(price)
+            },
+            "{who:?} {price}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_request_without_a_product_is_invalid_argument() {
+    let server = start().await;
+    let mut client = client_for(&server).await;
+    let status = apply(&mut client, customer(1), None).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("product"), "{}", status.message());
+}
+
+#[tokio::test]
+async fn a_client_that_trusts_another_ca_cannot_connect() {
+    let server = start().await;
+    let other = tempfile::tempdir().unwrap();
+    let other_keys = KeyPaths::new(other.path());
+    keys::ensure_keys(&other_keys, &[]).unwrap();
+    let result = client(
+        format!("https://localhost:{}", server.addr.port()),
+        &other_keys,
+    )
+    .await;
+    assert!(result.is_err(), "the handshake must fail");
+}
+
+#[tokio::test]
+async fn the_certificate_is_valid_for_127_0_0_1_and_ipv6_loopback_on_one_dual_stack_port() {
+    let listener = ecommerce::listener::bind_all_interfaces(0).unwrap();
+    let server = start_on(listener).await;
+    let port = server.addr.port();
+    for uri in [
+        format!("https://127.0.0.1:{port}"),
+        format!("https://[::1]:{port}"),
+        format!("https://localhost:{port}"),
+    ] {
+        let mut client = client(uri.clone(), &server.keys)
+            .await
+            .unwrap_or_else(|e| panic!("{uri}: {e:?}"));
+        let answer = apply(&mut client, customer(1), Some(product(10)))
+            .await
+            .unwrap();
+        assert_eq!(answer.discount_value.unwrap().value_in_cents, 9, "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn a_key_that_does_not_match_the_certificate_is_refused_at_start() {
+    ecommerce::install_crypto_provider();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (keys_a, keys_b) = (KeyPaths::new(a.path()), KeyPaths::new(b.path()));
+    keys::ensure_keys(&keys_a, &[]).unwrap();
+    keys::ensure_keys(&keys_b, &[]).unwrap();
+    let mut identity = keys::read_server_identity(&keys_a).unwrap();
+    identity.private_key_pem = keys::read_server_identity(&keys_b).unwrap().private_key_pem;
+
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let err = discount::run(
+        listener,
+        discount::Config::new(identity),
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, discount::ServeError::Tls(_)), "{err:?}");
+}
