@@ -7,6 +7,9 @@ use std::time::Duration;
 use clap::Parser;
 use ecommerce::keys::default_keys_dir;
 
+use crate::discounts::DiscountSettings;
+use crate::discounts::breaker::BreakerSettings;
+
 /// The catalog HTTP service: `GET /products`, priced by the discount gRPC service.
 ///
 /// With `X-USER-ID: <customer id>` each product is priced by the discount service over TLS;
@@ -24,7 +27,9 @@ pub struct Cli {
     #[arg(long, env = "CATALOG_BIND", value_name = "IP")]
     pub bind: Option<IpAddr>,
 
-    /// The discount service, as host:port (or https://host:port).
+    /// The discount service, as host:port (or https://host:port). Several replicas: a
+    /// comma-separated list, or a name that resolves to several addresses (resolved again
+    /// every --resolve-interval-secs).
     #[arg(
         long = "discount-host",
         env = "DISCOUNT_SERVICE_HOST",
@@ -44,6 +49,38 @@ pub struct Cli {
     )]
     pub discount_timeout_ms: u64,
 
+    /// Consecutive failed calls after which a discount replica is not called for a while
+    /// (its circuit breaker opens).
+    #[arg(
+        long = "breaker-failures",
+        env = "DISCOUNT_BREAKER_FAILURES",
+        value_name = "N",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub breaker_failures: u32,
+
+    /// How long an open circuit breaker refuses calls before one probe call is let through,
+    /// in milliseconds.
+    #[arg(
+        long = "breaker-cooldown-ms",
+        env = "DISCOUNT_BREAKER_COOLDOWN_MS",
+        value_name = "MS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(1..=600_000)
+    )]
+    pub breaker_cooldown_ms: u64,
+
+    /// How often the discount host names are resolved again, in seconds.
+    #[arg(
+        long = "resolve-interval-secs",
+        env = "DISCOUNT_RESOLVE_INTERVAL_SECS",
+        value_name = "SECS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub resolve_interval_secs: u64,
+
     /// The keys directory, shared with discount [default: the repository's keys/]. Its
     /// `ca.pem` (or, lacking one, `cert.pem`) is trusted; if it has neither, a new set of
     /// keys is generated there.
@@ -56,8 +93,17 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// `--discount-timeout-ms` as a duration.
-    pub fn discount_timeout(&self) -> Duration {
-        Duration::from_millis(self.discount_timeout_ms)
+    /// The discount client's settings, trusting `trust_roots_pem`.
+    pub fn discount_settings(&self, trust_roots_pem: Vec<u8>) -> DiscountSettings {
+        DiscountSettings {
+            address: self.discount_host.clone(),
+            trust_roots_pem,
+            call_timeout: Duration::from_millis(self.discount_timeout_ms),
+            breaker: BreakerSettings {
+                failure_threshold: self.breaker_failures,
+                cool_down: Duration::from_millis(self.breaker_cooldown_ms),
+            },
+            resolve_interval: Duration::from_secs(self.resolve_interval_secs),
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use catalog::config::Cli;
 use catalog::data::Catalog;
-use catalog::discounts::{DiscountClient, DiscountSettings};
+use catalog::discounts::DiscountClient;
 use clap::Parser;
 use ecommerce::keys::{self, KeyPaths};
 use ecommerce::{listener, shutdown, telemetry};
@@ -26,11 +26,8 @@ async fn main() -> anyhow::Result<()> {
     let paths = KeyPaths::new(&cli.keys_dir);
     let trust_roots_pem = keys::read_or_generate_trust_roots(&paths)
         .with_context(|| format!("cannot prepare TLS keys in {}", paths.dir().display()))?;
-    let discounts = DiscountClient::new(&DiscountSettings {
-        address: cli.discount_host.clone(),
-        trust_roots_pem,
-        call_timeout: cli.discount_timeout(),
-    })?;
+    let settings = cli.discount_settings(trust_roots_pem);
+    let discounts = DiscountClient::start(&settings).await?;
 
     let listener = match cli.bind {
         Some(ip) => listener::bind(SocketAddr::new(ip, cli.port)),
@@ -38,8 +35,9 @@ async fn main() -> anyhow::Result<()> {
     }
     .with_context(|| format!("cannot listen on port {}", cli.port))?;
     tracing::info!(
-        discount = %cli.discount_host,
-        timeout = ?cli.discount_timeout(),
+        discount = %settings.address,
+        replicas = ?discounts.replica_addresses(),
+        timeout = ?settings.call_timeout,
         keys = %paths.dir().display(),
         "discount service settings"
     );

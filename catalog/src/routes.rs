@@ -21,7 +21,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
 use crate::data::{Catalog, Product};
-use crate::discounts::{Discount, DiscountClient};
+use crate::discounts::{CallError, Discount, DiscountClient};
 
 /// The header that names the customer, as with the old Go catalog.
 pub const USER_ID_HEADER: &str = "x-user-id";
@@ -70,6 +70,7 @@ pub async fn handle(
 /// products come without discounts and discount is not called. For a known customer each
 /// product is priced by the discount service; a product whose call fails in any way is
 /// served at its full price, without `discount_value`, and the response is still 200.
+/// [`DISCOUNT_STATUS_HEADER`] says which of these happened.
 pub async fn products(app: &App, headers: &HeaderMap) -> Response<Body> {
     let customer_id = match customer_id(headers) {
         Ok(id) => id,
@@ -78,21 +79,14 @@ pub async fn products(app: &App, headers: &HeaderMap) -> Response<Body> {
     let products = app.catalog.products();
     let customer = customer_id.and_then(|id| app.catalog.customer(id));
 
-    let discounts: Vec<Option<Discount>> = match customer {
-        None => vec![None; products.len()],
+    let (discounts, status): (Vec<Option<Discount>>, DiscountStatus) = match customer {
+        None => (vec![None; products.len()], DiscountStatus::Skipped),
         Some(customer) => {
             let results = app.discounts.discounts(customer, products).await;
-            let failed = results.iter().filter(|r| r.is_err()).count();
-            if let Some(Err(first)) = results.iter().find(|r| r.is_err()) {
-                tracing::warn!(
-                    customer_id = customer.id,
-                    failed,
-                    of = products.len(),
-                    error = %first,
-                    "discount calls failed; serving those products at full price"
-                );
-            }
-            results.into_iter().map(Result::unwrap_or_default).collect()
+            let status = DiscountStatus::of(&results);
+            log_failures(customer.id, &results);
+            let discounts = results.into_iter().map(Result::unwrap_or_default).collect();
+            (discounts, status)
         }
     };
 
@@ -101,7 +95,68 @@ pub async fn products(app: &App, headers: &HeaderMap) -> Response<Body> {
         .zip(discounts)
         .map(|(product, discount_value)| ProductJson::new(product, discount_value))
         .collect();
-    json(&body)
+    let mut response = json(&body);
+    response
+        .headers_mut()
+        .insert(DISCOUNT_STATUS_HEADER, status.header_value());
+    response
+}
+
+/// The response header that tells how far discounts could be applied (the body is the
+/// same contract either way).
+pub const DISCOUNT_STATUS_HEADER: &str = "x-discount-status";
+
+/// The value of [`DISCOUNT_STATUS_HEADER`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscountStatus {
+    /// `skipped`: no customer, or one the catalog does not know; discount was not asked.
+    Skipped,
+    /// `complete`: every product was priced by discount (which may have given no discount).
+    Complete,
+    /// `partial`: some products are at full price because their call failed.
+    Partial,
+    /// `unavailable`: every call failed; all products are at full price.
+    Unavailable,
+}
+
+impl DiscountStatus {
+    fn of<T, E>(results: &[Result<T, E>]) -> Self {
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        match failed {
+            0 => Self::Complete,
+            n if n == results.len() => Self::Unavailable,
+            _ => Self::Partial,
+        }
+    }
+
+    fn header_value(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Self::Skipped => "skipped",
+            Self::Complete => "complete",
+            Self::Partial => "partial",
+            Self::Unavailable => "unavailable",
+        })
+    }
+}
+
+/// One line per request with failures. Requests refused by an open circuit are logged at
+/// debug only: the breaker already logged why it opened, and a line per request during an
+/// outage would flood the logs.
+fn log_failures(customer_id: i32, results: &[Result<Option<Discount>, CallError>]) {
+    let failures = || results.iter().filter_map(|r| r.as_ref().err());
+    let Some(first) = failures().find(|e| !matches!(e, CallError::CircuitOpen)) else {
+        if let Some(first) = failures().next() {
+            tracing::debug!(customer_id, error = %first, "serving full prices");
+        }
+        return;
+    };
+    tracing::warn!(
+        customer_id,
+        failed = failures().count(),
+        of = results.len(),
+        error = %first,
+        "discount calls failed; serving those products at full price"
+    );
 }
 
 /// A product as the JSON contract shows it. Field order is the contract's.

@@ -210,3 +210,60 @@ async fn a_key_that_does_not_match_the_certificate_is_refused_at_start() {
     .unwrap_err();
     assert!(matches!(err, discount::ServeError::Tls(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn shutdown_is_bounded_even_when_a_connected_client_stops_responding() {
+    ecommerce::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = KeyPaths::new(dir.path());
+    keys::ensure_keys(&keys, &[]).unwrap();
+    let mut config = discount::Config::new(keys::read_server_identity(&keys).unwrap());
+    config.drain_timeout = std::time::Duration::from_millis(500);
+
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(discount::run(listener, config, async {
+        let _ = stopped.await;
+    }));
+
+    // A client on a runtime of its own makes one call, then freezes that runtime: its
+    // connection stays open but never answers the server's graceful-shutdown GOAWAY and
+    // PING, which tonic's drain would wait for without end.
+    let (called, frozen) = std::sync::mpsc::channel::<()>();
+    let (thaw, thawed) = std::sync::mpsc::channel::<()>();
+    let trust = keys.clone();
+    let frozen_client = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let mut client = client(format!("https://localhost:{}", addr.port()), &trust)
+                .await
+                .unwrap();
+            apply(&mut client, customer(1), Some(product(10)))
+                .await
+                .unwrap();
+            called.send(()).unwrap();
+            // Blocks the runtime's only thread: nothing of this client runs any more.
+            let _ = thawed.recv();
+        });
+    });
+    tokio::task::spawn_blocking(move || frozen.recv())
+        .await
+        .unwrap()
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    let _ = stop.send(());
+    tokio::time::timeout(std::time::Duration::from_secs(30), server)
+        .await
+        .expect("run returns within its drain bound")
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed();
+    let _ = thaw.send(());
+    frozen_client.join().unwrap();
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+}

@@ -1,5 +1,5 @@
 //! Black-box tests of the catalog's HTTP API, with the real discount service behind it.
 
-mod fallback;
+mod faults;
 mod helpers;
 mod products;

@@ -3,41 +3,72 @@
 //! The old Go catalog opened a new TLS connection per request, had no deadline (it hung as
 //! long as discount did) and dropped products whose call failed. Here:
 //!
-//! - one [`tonic::transport::Channel`] is made at start-up and shared by every request. It
-//!   connects lazily, so the catalog starts and serves while discount is still down, and it
-//!   reconnects on demand when discount comes back;
+//! - the replicas of discount ([`replicas`]) each get one TLS channel, made at start-up and
+//!   shared by every request. Channels connect lazily, so the catalog starts and serves
+//!   while discount is still down, and reconnect on demand when discount comes back;
 //! - a request's calls (one per product) run concurrently, at most
 //!   [`MAX_CALLS_IN_FLIGHT`] at a time, all under **one** deadline taken when the request
-//!   starts, so a `/products` request never waits much longer than the call timeout
+//!   starts. A `/products` request therefore never waits much longer than the call timeout,
 //!   whatever the number of products. The server sees the time left as `grpc-timeout`;
+//! - each replica has a circuit breaker ([`breaker`]). A call that finds no replica
+//!   accepting calls fails at once, instead of waiting on a service known to be down;
+//! - a call refused by one replica (`UNAVAILABLE`: nothing was processed) is tried once
+//!   more on another replica, within the same deadline;
 //! - every call's result is kept apart: a failed call costs its product its discount, and
 //!   nothing else. The caller decides what to serve ([`crate::routes`] serves the full price).
 
+pub mod breaker;
+pub mod replicas;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use ecommerce::pb;
-use ecommerce::pb::discount_client::DiscountClient as GrpcClient;
 use futures_util::{StreamExt, stream};
 use serde::Serialize;
 use tokio::time::Instant;
 use tonic::Code;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Certificate;
 
+use self::breaker::BreakerSettings;
+use self::replicas::{ChannelSettings, Replica, ReplicaSet};
 use crate::data::{Customer, Product};
 
 /// How many discount calls one `/products` request may have in flight at once. It keeps a
-/// request for a large catalog from taking every HTTP/2 stream of the shared connection.
+/// request for a large catalog from taking every HTTP/2 stream of the shared connections.
 pub const MAX_CALLS_IN_FLIGHT: usize = 64;
 
-/// Where the discount service is and how to trust it.
+/// Where the discount service is, how to trust it, and how patient to be.
 #[derive(Debug, Clone)]
 pub struct DiscountSettings {
-    /// `host:port` as in `DISCOUNT_SERVICE_HOST` (`https://host:port` is accepted too).
+    /// `host:port[,host:port…]` as in `DISCOUNT_SERVICE_HOST` (`https://host:port` entries
+    /// are accepted too).
     pub address: String,
-    /// PEM certificates to trust for the discount server (the keys directory's CA).
+    /// PEM certificates to trust for the discount servers (the keys directory's CA).
     pub trust_roots_pem: Vec<u8>,
     /// The time all of one request's discount calls share.
     pub call_timeout: Duration,
+    /// When a replica's breaker opens, and for how long.
+    pub breaker: BreakerSettings,
+    /// How often host names in `address` are resolved again.
+    pub resolve_interval: Duration,
+}
+
+impl DiscountSettings {
+    /// Settings with the default breaker and a 5 s resolve interval.
+    pub fn new(
+        address: impl Into<String>,
+        trust_roots_pem: Vec<u8>,
+        call_timeout: Duration,
+    ) -> Self {
+        Self {
+            address: address.into(),
+            trust_roots_pem,
+            call_timeout,
+            breaker: BreakerSettings::default(),
+            resolve_interval: Duration::from_secs(5),
+        }
+    }
 }
 
 /// A discount as the catalog serves it.
@@ -52,7 +83,7 @@ pub struct Discount {
 /// Why the discount service's address or TLS settings were refused at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    /// The address is empty, not a URI, or not `https`.
+    /// An entry is empty, not `host:port`, or not `https`.
     #[error("the discount service address {address:?} is not usable: {reason}")]
     Address {
         /// As given.
@@ -60,9 +91,6 @@ pub enum SettingsError {
         /// What is wrong with it.
         reason: String,
     },
-    /// tonic refused the TLS settings.
-    #[error("the TLS settings for the discount service are not usable")]
-    Tls(#[source] tonic::transport::Error),
 }
 
 /// Why one discount call gave no usable answer. Every variant means "serve the full price".
@@ -72,6 +100,9 @@ pub enum CallError {
     /// `DeadlineExceeded`, which is how tonic reports an expired `grpc-timeout`).
     #[error("no answer in time")]
     Timeout,
+    /// No replica is accepting calls: every breaker is open, or no address resolved.
+    #[error("no discount replica is accepting calls (circuit open)")]
+    CircuitOpen,
     /// No connection: refused, reset, TLS handshake or certificate failure.
     #[error("discount service unavailable: {0}")]
     Unavailable(String),
@@ -91,33 +122,37 @@ pub enum CallError {
 /// A cheap-to-clone handle on the discount service, shared by all requests.
 #[derive(Debug, Clone)]
 pub struct DiscountClient {
-    grpc: GrpcClient<Channel>,
+    replicas: Arc<ReplicaSet>,
     call_timeout: Duration,
 }
 
 impl DiscountClient {
-    /// Checks the settings and prepares the channel. Nothing is connected yet: the first
-    /// call connects. Must be called inside a tokio runtime.
-    pub fn new(settings: &DiscountSettings) -> Result<Self, SettingsError> {
-        let endpoint = endpoint(&settings.address)?
-            .tls_config(
-                ClientTlsConfig::new()
-                    .ca_certificate(Certificate::from_pem(&settings.trust_roots_pem)),
-            )
-            .map_err(SettingsError::Tls)?
-            // A down or unreachable discount must cost at most one call timeout; a
-            // connection attempt that takes longer is abandoned.
-            .connect_timeout(settings.call_timeout.max(Duration::from_millis(100)))
-            .tcp_nodelay(true)
-            // Notices a discount host that vanished without closing the connection, so
-            // the next call reconnects instead of waiting on a dead socket.
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true);
+    /// Checks the settings, resolves the replicas once (a name that does not resolve yet is
+    /// logged and tried again later) and starts re-resolving in the background. Nothing is
+    /// connected yet: the first call to each replica connects.
+    pub async fn start(settings: &DiscountSettings) -> Result<Self, SettingsError> {
+        let targets = replicas::parse_targets(&settings.address)?;
+        let channel = ChannelSettings {
+            trust_roots: Certificate::from_pem(&settings.trust_roots_pem),
+            // A down or unreachable replica must cost at most one call timeout.
+            connect_timeout: settings.call_timeout.max(Duration::from_millis(100)),
+            breaker: settings.breaker,
+        };
+        let replicas = ReplicaSet::resolve(targets, channel).await;
+        replicas::spawn_refresh(&replicas, settings.resolve_interval);
         Ok(Self {
-            grpc: GrpcClient::new(endpoint.connect_lazy()),
+            replicas,
             call_timeout: settings.call_timeout,
         })
+    }
+
+    /// The replicas as now resolved, for logs and tests.
+    pub fn replica_addresses(&self) -> Vec<std::net::SocketAddr> {
+        self.replicas
+            .replicas()
+            .iter()
+            .map(|replica| replica.addr)
+            .collect()
     }
 
     /// Asks for the discount on each of `products` for `customer`, concurrently, and returns
@@ -128,20 +163,17 @@ impl DiscountClient {
         products: &[Product],
     ) -> Vec<Result<Option<Discount>, CallError>> {
         let deadline = Instant::now() + self.call_timeout;
-        let customer = pb::Customer {
-            id: customer.id,
-            first_name: customer.first_name.clone(),
-            last_name: customer.last_name.clone(),
-        };
         // Indices rather than `&Product` items: a closure taking a reference makes the
         // future lose `Send` (rust-lang/rust#64552), and hyper needs it `Send`.
         stream::iter(0..products.len())
-            .map(|i| self.discount(customer.clone(), &products[i], deadline))
+            .map(|i| self.discount(customer, &products[i], deadline))
             .buffered(MAX_CALLS_IN_FLIGHT)
             .collect()
             .await
     }
 
+    /// One product's discount: a replica the breakers admit, and a second one if the
+    /// first refused the call.
     #[tracing::instrument(
         name = "discount_call",
         level = "debug",
@@ -150,61 +182,64 @@ impl DiscountClient {
     )]
     async fn discount(
         &self,
-        customer: pb::Customer,
+        customer: &Customer,
         product: &Product,
         deadline: Instant,
     ) -> Result<Option<Discount>, CallError> {
-        let time_left = deadline.saturating_duration_since(Instant::now());
-        if time_left.is_zero() {
-            return Err(CallError::Timeout);
+        let first = self.replicas.pick(None).ok_or(CallError::CircuitOpen)?;
+        let result = call(&first, customer, product, deadline).await;
+        if !matches!(result, Err(CallError::Unavailable(_))) {
+            return result;
         }
-        let mut request = tonic::Request::new(pb::DiscountRequest {
-            customer: Some(customer),
-            product: Some(pb::Product {
-                id: product.id,
-                slug: product.slug.clone(),
-                description: product.description.clone(),
-                price_in_cents: product.price_in_cents,
-                discount_value: None,
-            }),
-        });
-        // Sent as `grpc-timeout`, so the server can give up when we have.
-        request.set_timeout(time_left);
-        // Our own timer as well: it also covers connecting and waiting for a stream.
-        let mut grpc = self.grpc.clone();
-        match tokio::time::timeout_at(deadline, grpc.apply_discount(request)).await {
-            Err(_elapsed) => Err(CallError::Timeout),
-            Ok(Err(status)) => Err(classify(&status)),
-            Ok(Ok(response)) => interpret(product, response.into_inner()),
+        // Refused before anything was processed: one more try, on another replica if one
+        // admits a call, within the same deadline.
+        match self.replicas.pick(Some(first.addr)) {
+            Some(second) => {
+                tracing::debug!(refused_by = %first.addr, retry_on = %second.addr, "retrying");
+                call(&second, customer, product, deadline).await
+            }
+            None => result,
         }
     }
 }
 
-/// Turns `DISCOUNT_SERVICE_HOST` into an endpoint: `host:port`, or a full `https://` URI.
-fn endpoint(address: &str) -> Result<Endpoint, SettingsError> {
-    let refuse = |reason: &str| SettingsError::Address {
-        address: address.to_owned(),
-        reason: reason.to_owned(),
+/// One call to one replica, bounded by `deadline`; its outcome goes to the replica's
+/// breaker.
+async fn call(
+    replica: &Replica,
+    customer: &Customer,
+    product: &Product,
+    deadline: Instant,
+) -> Result<Option<Discount>, CallError> {
+    let time_left = deadline.saturating_duration_since(Instant::now());
+    if time_left.is_zero() {
+        return Err(CallError::Timeout);
+    }
+    let mut request = tonic::Request::new(pb::DiscountRequest {
+        customer: Some(pb::Customer {
+            id: customer.id,
+            first_name: customer.first_name.clone(),
+            last_name: customer.last_name.clone(),
+        }),
+        product: Some(pb::Product {
+            id: product.id,
+            slug: product.slug.clone(),
+            description: product.description.clone(),
+            price_in_cents: product.price_in_cents,
+            discount_value: None,
+        }),
+    });
+    // Sent as `grpc-timeout`, so the server can give up when we have.
+    request.set_timeout(time_left);
+    // Our own timer as well: it also covers connecting and waiting for a stream.
+    let mut grpc = replica.grpc.clone();
+    let result = match tokio::time::timeout_at(deadline, grpc.apply_discount(request)).await {
+        Err(_elapsed) => Err(CallError::Timeout),
+        Ok(Err(status)) => Err(classify(&status)),
+        Ok(Ok(response)) => interpret(product, response.into_inner()),
     };
-    let address_trimmed = address.trim();
-    if address_trimmed.is_empty() {
-        return Err(refuse("it is empty"));
-    }
-    let uri = match address_trimmed.split_once("://") {
-        Some(("https", _)) => address_trimmed.to_owned(),
-        Some(_) => return Err(refuse("the discount service speaks TLS only: use https://")),
-        None => format!("https://{address_trimmed}"),
-    };
-    let endpoint = Endpoint::from_shared(uri).map_err(|e| refuse(&e.to_string()))?;
-    if endpoint.uri().host().is_none_or(str::is_empty) {
-        return Err(refuse("it has no host name"));
-    }
-    // Required, not defaulted to 443: the discount service's port is 11443, and a missing
-    // port is more likely a mistake than a wish for 443.
-    if endpoint.uri().port_u16().is_none() {
-        return Err(refuse("it needs a valid port, as in host:port"));
-    }
-    Ok(endpoint)
+    replica.breaker.record(result.is_ok());
+    result
 }
 
 fn classify(status: &tonic::Status) -> CallError {
@@ -271,28 +306,6 @@ fn interpret(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn addresses_are_host_port_or_https_uris() {
-        for good in [
-            "localhost:11443",
-            "https://localhost:11443",
-            "[::1]:11443",
-            " discount:1 ",
-        ] {
-            assert!(endpoint(good).is_ok(), "{good}");
-        }
-        for (bad, why) in [
-            ("", "empty"),
-            ("http://localhost:11443", "TLS only"),
-            ("localhost:notaport", "not usable"),
-            ("localhost", "valid port"),
-            ("https://localhost", "valid port"),
-        ] {
-            let err = endpoint(bad).unwrap_err().to_string();
-            assert!(err.contains(why), "{bad}: {err}");
-        }
-    }
 
     fn asked() -> Product {
         Product {

@@ -1,0 +1,292 @@
+//! The discount replicas the catalog balances over.
+//!
+//! `DISCOUNT_SERVICE_HOST` is a comma-separated list of `host:port`. Every address a host
+//! name resolves to is a replica; an IP address is one replica. Kubernetes presents the
+//! replicas of a headless Service as one name that resolves to several addresses, which come
+//! and go: names are resolved again every `resolve_interval`. A name that fails to resolve
+//! keeps the replicas it had, since a DNS hiccup is no reason to stop calling healthy
+//! servers.
+//!
+//! Each replica has its own lazily connected TLS channel, verified against the **name** from
+//! the list (not the resolved IP), and its own [`CircuitBreaker`]. Calls go round-robin to
+//! the replicas whose breaker admits them. A dead replica's breaker opens after a few
+//! failures, and from then on its share of calls goes to the others. tonic's own balancer
+//! (`Channel::balance_list`) is not used: it cannot tell a dead replica from a live one
+//! until each call fails.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use ecommerce::pb::discount_client::DiscountClient as GrpcClient;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use super::SettingsError;
+use super::breaker::{BreakerSettings, CircuitBreaker};
+
+/// One entry of the address list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The host as written, without IPv6 brackets: what the certificate must name.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+}
+
+impl Target {
+    fn ip(&self) -> Option<IpAddr> {
+        self.host.parse().ok()
+    }
+}
+
+/// Parses the comma-separated `host:port` list (`https://host:port` entries too).
+pub fn parse_targets(list: &str) -> Result<Vec<Target>, SettingsError> {
+    let refuse = |reason: String| SettingsError::Address {
+        address: list.to_owned(),
+        reason,
+    };
+    let mut targets = Vec::new();
+    for entry in list.split(',').map(str::trim) {
+        if entry.is_empty() {
+            return Err(refuse("it has an empty entry".into()));
+        }
+        let uri = match entry.split_once("://") {
+            Some(("https", _)) => entry.to_owned(),
+            Some(_) => {
+                return Err(refuse(
+                    "the discount service speaks TLS only: use https:// or host:port".into(),
+                ));
+            }
+            None => format!("https://{entry}"),
+        };
+        let endpoint = Endpoint::from_shared(uri).map_err(|e| refuse(format!("{entry:?}: {e}")))?;
+        let uri = endpoint.uri();
+        let host = uri
+            .host()
+            .map(|host| host.trim_start_matches('[').trim_end_matches(']'))
+            .filter(|host| !host.is_empty())
+            .ok_or_else(|| refuse(format!("{entry:?} has no host name")))?;
+        // Required, not defaulted to 443: the discount service's port is 11443, and a
+        // missing port is more likely a mistake than a wish for 443.
+        let port = uri
+            .port_u16()
+            .ok_or_else(|| refuse(format!("{entry:?} needs a valid port, as in host:port")))?;
+        if uri.path() != "/" {
+            return Err(refuse(format!("{entry:?} has a path; give only host:port")));
+        }
+        targets.push(Target {
+            host: host.to_owned(),
+            port,
+        });
+    }
+    Ok(targets)
+}
+
+/// A discount server at one address.
+#[derive(Debug)]
+pub struct Replica {
+    /// Where it is.
+    pub addr: SocketAddr,
+    /// The name its certificate is checked against.
+    host: String,
+    /// Its channel; clones share the connection.
+    pub grpc: GrpcClient<Channel>,
+    /// Whether to call it.
+    pub breaker: CircuitBreaker,
+}
+
+/// What every replica's channel is made with.
+#[derive(Debug, Clone)]
+pub struct ChannelSettings {
+    /// The CA certificates that discount servers must chain to.
+    pub trust_roots: Certificate,
+    /// The longest wait for a TCP connection and TLS handshake.
+    pub connect_timeout: Duration,
+    /// Settings of each replica's breaker.
+    pub breaker: BreakerSettings,
+}
+
+/// The current replicas, and how to find them again.
+#[derive(Debug)]
+pub struct ReplicaSet {
+    targets: Vec<Target>,
+    channel: ChannelSettings,
+    /// Swapped whole on each resolution; calls take a cheap snapshot.
+    current: RwLock<Arc<[Arc<Replica>]>>,
+    /// Round-robin position.
+    next: AtomicUsize,
+}
+
+impl ReplicaSet {
+    /// Resolves `targets` once and returns the set. A target that does not resolve yet is
+    /// logged and tried again by [`spawn_refresh`]: the catalog starts anyway.
+    pub async fn resolve(targets: Vec<Target>, channel: ChannelSettings) -> Arc<Self> {
+        let set = Arc::new(Self {
+            targets,
+            channel,
+            current: RwLock::new(Arc::from(Vec::new())),
+            next: AtomicUsize::new(0),
+        });
+        set.refresh().await;
+        set
+    }
+
+    /// A snapshot of the replicas.
+    pub fn replicas(&self) -> Arc<[Arc<Replica>]> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The next replica, round-robin, whose breaker admits a call, skipping `avoid`. The
+    /// caller must report the call's outcome to `replica.breaker`. `None` when no replica
+    /// admits a call (all breakers open, or no replica resolved).
+    pub fn pick(&self, avoid: Option<SocketAddr>) -> Option<Arc<Replica>> {
+        let replicas = self.replicas();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..replicas.len())
+            .map(|i| &replicas[(start + i) % replicas.len()])
+            .filter(|replica| Some(replica.addr) != avoid)
+            .find(|replica| replica.breaker.allows_call())
+            .cloned()
+    }
+
+    /// Resolves every target again and swaps in the new set, keeping the channel and
+    /// breaker of every replica that is still there.
+    async fn refresh(&self) {
+        let old = self.replicas();
+        let mut fresh: Vec<Arc<Replica>> = Vec::new();
+        let mut seen = HashSet::new();
+        for target in &self.targets {
+            let addrs: Vec<SocketAddr> = match target.ip() {
+                Some(ip) => vec![SocketAddr::new(ip, target.port)],
+                None => match tokio::net::lookup_host((target.host.as_str(), target.port)).await {
+                    Ok(addrs) => addrs.collect(),
+                    Err(error) => {
+                        tracing::warn!(host = %target.host, %error, "cannot resolve the discount service; keeping its previous addresses");
+                        old.iter()
+                            .filter(|replica| replica.host == target.host)
+                            .map(|replica| replica.addr)
+                            .collect()
+                    }
+                },
+            };
+            for addr in addrs {
+                if !seen.insert(addr) {
+                    continue;
+                }
+                let existing = old
+                    .iter()
+                    .find(|replica| replica.addr == addr && replica.host == target.host);
+                match existing {
+                    Some(replica) => fresh.push(replica.clone()),
+                    None => match self.replica(target, addr) {
+                        Ok(replica) => {
+                            tracing::info!(%addr, host = %target.host, "discount replica added");
+                            fresh.push(Arc::new(replica));
+                        }
+                        Err(error) => {
+                            tracing::error!(%addr, %error, "cannot set up a channel to this discount replica");
+                        }
+                    },
+                }
+            }
+        }
+        for gone in old.iter().filter(|replica| !seen.contains(&replica.addr)) {
+            tracing::info!(addr = %gone.addr, host = %gone.host, "discount replica removed");
+        }
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::from(fresh);
+    }
+
+    fn replica(
+        &self,
+        target: &Target,
+        addr: SocketAddr,
+    ) -> Result<Replica, tonic::transport::Error> {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(self.channel.trust_roots.clone())
+            .domain_name(target.host.clone());
+        let endpoint = Endpoint::from_shared(format!("https://{addr}"))?
+            .tls_config(tls)?
+            .connect_timeout(self.channel.connect_timeout)
+            // Calls are a few small frames: waiting to fill a packet only adds latency.
+            .tcp_nodelay(true)
+            // Notices a host that vanished without closing the connection, so the next
+            // call reconnects instead of waiting on a dead socket.
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        Ok(Replica {
+            addr,
+            host: target.host.clone(),
+            grpc: GrpcClient::new(endpoint.connect_lazy()),
+            breaker: CircuitBreaker::new(format!("{} ({addr})", target.host), self.channel.breaker),
+        })
+    }
+
+    /// Whether any target is a name (and so worth resolving again).
+    fn has_names(&self) -> bool {
+        self.targets.iter().any(|target| target.ip().is_none())
+    }
+}
+
+/// Resolves the names of `set` again every `every`, until the set is dropped.
+pub fn spawn_refresh(set: &Arc<ReplicaSet>, every: Duration) {
+    if !set.has_names() {
+        return;
+    }
+    let set: Weak<ReplicaSet> = Arc::downgrade(set);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await; // the first tick is immediate; the set was just resolved
+        loop {
+            ticks.tick().await;
+            let Some(set) = set.upgrade() else { break };
+            set.refresh().await;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_takes_host_port_and_https_entries() {
+        let targets =
+            parse_targets("localhost:11443, https://discount:1 ,[::1]:7,10.0.0.1:8").unwrap();
+        let pairs: Vec<_> = targets.iter().map(|t| (t.host.as_str(), t.port)).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("localhost", 11443),
+                ("discount", 1),
+                ("::1", 7),
+                ("10.0.0.1", 8)
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_lists_are_refused_with_the_reason() {
+        for (bad, why) in [
+            ("", "empty entry"),
+            ("a:1,,b:2", "empty entry"),
+            ("http://localhost:11443", "TLS only"),
+            ("localhost", "valid port"),
+            ("https://localhost", "valid port"),
+            ("localhost:notaport", "not usable"),
+            ("localhost:1/path", "path"),
+        ] {
+            let err = parse_targets(bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+    }
+}
