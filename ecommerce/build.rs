@@ -21,6 +21,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         compiler.encode_file_descriptor_set(),
     )?;
 
-    tonic_prost_build::configure().compile_fds(compiler.file_descriptor_set())?;
+    tonic_prost_build::configure()
+        // Small per-call buffers: see src/codec.rs.
+        .codec_path("crate::codec::SmallBufferCodec")
+        .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

@@ -10,8 +10,13 @@ use clap::Parser;
 use ecommerce::keys::{self, KeyPaths};
 use ecommerce::{listener, shutdown, telemetry};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    ecommerce::runtime::build()
+        .context("cannot start the tokio runtime")?
+        .block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init_tracing();
     ecommerce::install_crypto_provider();

@@ -3,15 +3,19 @@
 //! # Layout
 //! - [`pb`]: the Rust types and the tonic client and server generated from `ecommerce.proto`,
 //!   the wire contract shared with the Go and Python services this project replaces.
+//! - [`codec`]: the protobuf codec of that generated code (prost, with small buffers).
 //! - [`keys`]: the demo's TLS files in the keys directory, generated with rcgen when missing,
 //!   with names compatible with the old services (`cert.pem`, `private.key`).
 //! - [`listener`]: binding a TCP port on all interfaces, IPv4 and IPv6, as both services do.
+//! - [`runtime`]: the tokio runtime, sized to the CPUs the process may use.
 //! - [`shutdown`]: the Ctrl-C / SIGTERM signal both services stop on.
 //! - [`telemetry`]: the `tracing` subscriber both binaries install.
 #![forbid(unsafe_code)]
 
+pub mod codec;
 pub mod keys;
 pub mod listener;
+pub mod runtime;
 pub mod shutdown;
 pub mod telemetry;
 
