@@ -4,8 +4,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use ecommerce::keys::default_keys_dir;
+use ecommerce::telemetry::LogFormat;
 
 use crate::discounts::DiscountSettings;
 use crate::discounts::breaker::BreakerSettings;
@@ -16,8 +17,36 @@ use crate::discounts::breaker::BreakerSettings;
 /// any product whose call fails is served at its full price. The keys directory's CA is
 /// what the catalog trusts for the discount server.
 #[derive(Debug, Parser)]
-#[command(name = "catalog", version)]
+#[command(name = "catalog", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    /// Without a subcommand: run the service.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// How to run the service.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    /// Log lines as text for people or as JSON for log collectors.
+    #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+}
+
+/// What else the binary can do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Asks a running catalog on this host whether it is ready (GET /readyz); exits 0 when
+    /// it answers 200 (for container health checks).
+    Healthcheck {
+        /// The catalog's port.
+        #[arg(env = "CATALOG_PORT", default_value_t = 11080)]
+        port: u16,
+    },
+}
+
+/// The options of the service itself.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
     /// The TCP port to listen on.
     #[arg(env = "CATALOG_PORT", default_value_t = 11080)]
     pub port: u16,
@@ -90,9 +119,20 @@ pub struct Cli {
     /// A JSON file of products and customers to serve instead of the built-in demo data.
     #[arg(long, env = "CATALOG_DATA", value_name = "FILE")]
     pub data: Option<PathBuf>,
+
+    /// On SIGTERM, keep serving this long with /readyz at 503 before closing the listener,
+    /// so a load balancer stops sending requests first (Kubernetes: a few seconds).
+    #[arg(
+        long = "shutdown-delay-ms",
+        env = "SHUTDOWN_DELAY_MS",
+        value_name = "MS",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u64).range(0..=300_000)
+    )]
+    pub shutdown_delay_ms: u64,
 }
 
-impl Cli {
+impl ServeArgs {
     /// The discount client's settings, trusting `trust_roots_pem`.
     pub fn discount_settings(&self, trust_roots_pem: Vec<u8>) -> DiscountSettings {
         DiscountSettings {

@@ -5,8 +5,11 @@
 //! - [`discounts`]: the client of the discount gRPC service: one shared TLS channel,
 //!   concurrent calls under one deadline, a result per product.
 //! - [`routes`]: the HTTP API, and the rule that every product is always served.
+//! - [`metrics`]: the Prometheus metrics served at `/metrics`.
+//! - [`request_id`]: the id that follows a request through both services' logs.
 //! - [`server`]: [`run`], the hyper accept loop with timeouts and graceful shutdown.
 //! - [`config`]: the command line of the `catalog` binary.
+//! - [`healthcheck`]: `catalog healthcheck`, a readiness check for containers.
 //!
 //! `main.rs` only parses the command line, loads the data and trust roots, binds and calls
 //! [`run`]; the tests call the same [`run`] on a port the OS picks.
@@ -15,6 +18,9 @@
 pub mod config;
 pub mod data;
 pub mod discounts;
+pub mod healthcheck;
+pub mod metrics;
+pub mod request_id;
 pub mod routes;
 pub mod server;
 

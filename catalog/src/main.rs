@@ -1,9 +1,10 @@
 //! `catalog [PORT]`: see `catalog --help`.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context;
-use catalog::config::Cli;
+use catalog::config::{Cli, Command, ServeArgs};
 use catalog::data::Catalog;
 use catalog::discounts::DiscountClient;
 use clap::Parser;
@@ -11,34 +12,40 @@ use ecommerce::keys::{self, KeyPaths};
 use ecommerce::{listener, shutdown, telemetry};
 
 fn main() -> anyhow::Result<()> {
-    ecommerce::runtime::build()
-        .context("cannot start the tokio runtime")?
-        .block_on(serve())
+    let cli = Cli::parse();
+    telemetry::init_tracing(cli.log_format);
+    ecommerce::install_crypto_provider();
+    let runtime = ecommerce::runtime::build().context("cannot start the tokio runtime")?;
+    match cli.command {
+        None => runtime.block_on(serve(&cli.serve)),
+        Some(Command::Healthcheck { port }) => {
+            runtime.block_on(catalog::healthcheck::check(port))?;
+            println!("ready");
+            Ok(())
+        }
+    }
 }
 
-async fn serve() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    telemetry::init_tracing();
-    ecommerce::install_crypto_provider();
+async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     // Before anything else can take time: a SIGTERM from now on stops the service cleanly.
     let stop = shutdown::signal();
 
     // Everything is checked before the port is bound.
-    let data = match &cli.data {
+    let data = match &args.data {
         Some(path) => Catalog::from_file(path)?,
         None => Catalog::embedded(),
     };
-    let paths = KeyPaths::new(&cli.keys_dir);
+    let paths = KeyPaths::new(&args.keys_dir);
     let trust_roots_pem = keys::read_or_generate_trust_roots(&paths)
         .with_context(|| format!("cannot prepare TLS keys in {}", paths.dir().display()))?;
-    let settings = cli.discount_settings(trust_roots_pem);
+    let settings = args.discount_settings(trust_roots_pem);
     let discounts = DiscountClient::start(&settings).await?;
 
-    let listener = match cli.bind {
-        Some(ip) => listener::bind(SocketAddr::new(ip, cli.port)),
-        None => listener::bind_all_interfaces(cli.port),
+    let listener = match args.bind {
+        Some(ip) => listener::bind(SocketAddr::new(ip, args.port)),
+        None => listener::bind_all_interfaces(args.port),
     }
-    .with_context(|| format!("cannot listen on port {}", cli.port))?;
+    .with_context(|| format!("cannot listen on port {}", args.port))?;
     tracing::info!(
         discount = %settings.address,
         replicas = ?discounts.replica_addresses(),
@@ -47,6 +54,8 @@ async fn serve() -> anyhow::Result<()> {
         "discount service settings"
     );
 
-    catalog::run(listener, catalog::Config::new(data, discounts), stop).await?;
+    let mut config = catalog::Config::new(data, discounts);
+    config.shutdown_delay = Duration::from_millis(args.shutdown_delay_ms);
+    catalog::run(listener, config, stop).await?;
     Ok(())
 }

@@ -4,24 +4,35 @@
 //! |--------------------|--------|
 //! | `GET /`            | 200 `It is working.` |
 //! | `GET /products`    | 200, the products as JSON; see [`products`] |
+//! | `GET /healthz`     | 200 while the process serves requests (liveness) |
+//! | `GET /readyz`      | 200 when it should get traffic, 503 while it shuts down; see [`readyz`] |
+//! | `GET /metrics`     | Prometheus metrics; see [`crate::metrics`] |
 //! | other methods      | 405 with `Allow: GET, HEAD` |
 //! | other paths        | 404 |
 //!
-//! `HEAD` is answered like `GET`, without the body (hyper drops it).
+//! `HEAD` is answered like `GET`, without the body (hyper drops it). Every response carries
+//! `X-Request-ID` (the client's, or a new one), and every request is logged once, at `info`,
+//! with that id.
 
 use std::convert::Infallible;
 use std::num::IntErrorKind;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderMap, HeaderValue};
+use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::data::{Catalog, Product};
+use crate::discounts::breaker::BreakerState;
 use crate::discounts::{CallError, Discount, DiscountClient};
+use crate::metrics::Metrics;
+use crate::request_id;
 
 /// The header that names the customer, as with the old Go catalog.
 pub const USER_ID_HEADER: &str = "x-user-id";
@@ -31,22 +42,70 @@ pub const USER_ID_HEADER: &str = "x-user-id";
 pub struct App {
     /// The products and customers.
     pub catalog: Catalog,
-    /// The shared connection to the discount service.
+    /// The shared connections to the discount service.
     pub discounts: DiscountClient,
+    /// What is counted and measured.
+    pub metrics: Metrics,
+    /// Set when shutdown starts: `/readyz` turns 503.
+    pub draining: AtomicBool,
 }
 
 /// The response body type of every route.
 pub type Body = Full<Bytes>;
 
-/// Routes one request. Never fails: every problem is an HTTP status.
+/// Answers one request: routes it, then adds `X-Request-ID`, records metrics and logs it.
+/// Never fails: every problem is an HTTP status.
 pub async fn handle(
     app: Arc<App>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let response = match (request.method(), request.uri().path()) {
+    let started = Instant::now();
+    let _in_flight = app.metrics.in_flight();
+    let id = request_id::from_client(request.headers()).unwrap_or_else(request_id::generate);
+    let route = Metrics::route(request.uri().path());
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), route);
+
+    let mut response = route_request(&app, &request, &id)
+        .instrument(span.clone())
+        .await;
+
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response
+            .headers_mut()
+            .insert(ecommerce::REQUEST_ID_HEADER, value);
+    }
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    app.metrics.request_done(route, status, elapsed);
+    span.in_scope(|| {
+        tracing::info!(
+            path = request.uri().path(),
+            status,
+            elapsed_us = elapsed.as_micros() as u64,
+            "answered"
+        );
+    });
+    Ok(response)
+}
+
+async fn route_request(app: &App, request: &Request<Incoming>, request_id: &str) -> Response<Body> {
+    match (request.method(), request.uri().path()) {
         (&Method::GET | &Method::HEAD, "/") => text(StatusCode::OK, "It is working."),
-        (&Method::GET | &Method::HEAD, "/products") => products(&app, request.headers()).await,
-        (_, "/" | "/products") => {
+        (&Method::GET | &Method::HEAD, "/products") => {
+            products(app, request.headers(), request_id).await
+        }
+        (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok"),
+        (&Method::GET | &Method::HEAD, "/readyz") => readyz(app),
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+            let (content_type, body) = app.metrics.encode(app.discounts.breaker_states(), accept);
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            response
+        }
+        (_, "/" | "/products" | "/healthz" | "/readyz" | "/metrics") => {
             let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.");
             response
                 .headers_mut()
@@ -54,14 +113,33 @@ pub async fn handle(
             response
         }
         _ => text(StatusCode::NOT_FOUND, "Not found."),
-    };
-    tracing::debug!(
-        method = %request.method(),
-        path = request.uri().path(),
-        status = response.status().as_u16(),
-        "answered"
+    }
+}
+
+/// `GET /readyz`: 200 while the catalog should receive traffic, 503 once shutdown has
+/// started (so a load balancer stops sending requests before connections close).
+///
+/// Readiness does **not** depend on discount. The catalog serves every product at full price
+/// when discount is down; marking it unready then would take the whole catalog out of
+/// service because of a dependency it is built to survive, turning a degraded service into
+/// an outage. The body says how discount is doing, for people; `X-Discount-Status` on
+/// `/products` and the metrics say it for machines.
+pub fn readyz(app: &App) -> Response<Body> {
+    if app.draining.load(Ordering::Relaxed) {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    let states = app.discounts.breaker_states();
+    let accepting = states.iter().filter(|s| **s != BreakerState::Open).count();
+    let body = format!(
+        "ready\ndiscount replicas: {} resolved, {accepting} accepting calls\n",
+        states.len()
     );
-    Ok(response)
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
 /// `GET /products`: every product, in catalog order, always.
@@ -71,7 +149,7 @@ pub async fn handle(
 /// product is priced by the discount service; a product whose call fails in any way is
 /// served at its full price, without `discount_value`, and the response is still 200.
 /// [`DISCOUNT_STATUS_HEADER`] says which of these happened.
-pub async fn products(app: &App, headers: &HeaderMap) -> Response<Body> {
+pub async fn products(app: &App, headers: &HeaderMap, request_id: &str) -> Response<Body> {
     let customer_id = match customer_id(headers) {
         Ok(id) => id,
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
@@ -82,7 +160,13 @@ pub async fn products(app: &App, headers: &HeaderMap) -> Response<Body> {
     let (discounts, status): (Vec<Option<Discount>>, DiscountStatus) = match customer {
         None => (vec![None; products.len()], DiscountStatus::Skipped),
         Some(customer) => {
-            let results = app.discounts.discounts(customer, products).await;
+            let results = app
+                .discounts
+                .discounts(customer, products, request_id)
+                .await;
+            for result in &results {
+                app.metrics.discount_call(result);
+            }
             let status = DiscountStatus::of(&results);
             log_failures(customer.id, &results);
             let discounts = results.into_iter().map(Result::unwrap_or_default).collect();

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -13,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::data::Catalog;
 use crate::discounts::DiscountClient;
+use crate::metrics::Metrics;
 use crate::routes::{self, App};
 
 /// What [`run`] needs besides the listener and the shutdown signal.
@@ -28,6 +30,12 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// How long in-flight requests may run after the shutdown signal.
     pub drain_timeout: Duration,
+    /// How long to keep serving after the shutdown signal, with `/readyz` at 503, before
+    /// no longer accepting connections: time for a load balancer (Kubernetes endpoints) to
+    /// stop sending new requests. Zero by default.
+    pub shutdown_delay: Duration,
+    /// What to count and measure.
+    pub metrics: Metrics,
 }
 
 impl Config {
@@ -38,6 +46,8 @@ impl Config {
             discounts,
             header_read_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
+            shutdown_delay: Duration::ZERO,
+            metrics: Metrics::new(),
         }
     }
 }
@@ -66,7 +76,20 @@ pub async fn run(
     let app = Arc::new(App {
         catalog: config.catalog,
         discounts: config.discounts,
+        metrics: config.metrics,
+        draining: AtomicBool::new(false),
     });
+    let shutdown = {
+        let app = app.clone();
+        async move {
+            shutdown.await;
+            app.draining.store(true, Ordering::Relaxed);
+            if !config.shutdown_delay.is_zero() {
+                tracing::info!(delay = ?config.shutdown_delay, "not ready; still serving for the shutdown delay");
+                tokio::time::sleep(config.shutdown_delay).await;
+            }
+        }
+    };
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

@@ -215,3 +215,62 @@ fn a_port_in_use_is_a_clear_error_and_a_failed_exit() {
     assert!(!status.success());
     assert!(stderr.contains("cannot listen on port"), "{stderr}");
 }
+
+#[test]
+fn healthcheck_exits_0_for_a_ready_catalog_and_fails_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = catalog();
+    command
+        .args(["0", "--bind", "127.0.0.1", "--keys-dir"])
+        .arg(dir.path().join("keys"));
+    let mut process = ServiceProcess::spawn(command);
+    let port = process.wait_until_listening().port().to_string();
+
+    let mut check = catalog();
+    check.args(["healthcheck", &port]);
+    let (status, stdout, stderr) = run_to_end(check);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout.trim(), "ready");
+
+    assert_eq!(process.terminate().code(), Some(0));
+    let mut check = catalog();
+    check.args(["healthcheck", &port]);
+    let (status, _, stderr) = run_to_end(check);
+    assert!(!status.success());
+    assert!(stderr.contains("no answer from 127.0.0.1:"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_access_log_names_each_request_with_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = catalog();
+    command
+        .args(["0", "--log-format", "json", "--keys-dir"])
+        .arg(dir.path().join("keys"));
+    let mut process = ServiceProcess::spawn(command);
+    let line = process.wait_for_line("catalog HTTP server listening");
+    let started: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let addr: SocketAddr = started["fields"]["address"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let mut stream = tokio::net::TcpStream::connect(loopback(addr))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /products HTTP/1.1\r\nHost: x\r\nX-Request-ID: follow-me\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.contains("x-request-id: follow-me"), "{response}");
+
+    let line = process.wait_for_line("follow-me");
+    let entry: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(entry["fields"]["message"], "answered");
+    assert_eq!(entry["fields"]["status"], 200);
+    assert_eq!(entry["span"]["request_id"], "follow-me");
+    assert_eq!(process.terminate().code(), Some(0));
+}

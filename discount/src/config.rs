@@ -1,18 +1,51 @@
-//! The command line, with environment fallbacks, and its translation to a [`crate::Config`].
+//! The command line, with environment fallbacks.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use ecommerce::keys::default_keys_dir;
+use ecommerce::telemetry::LogFormat;
 
 /// The discount gRPC service: gives customer 1 ten percent off, over TLS only.
 ///
 /// TLS keys are read from the keys directory; if it has no `cert.pem`, a local CA and a
 /// server certificate are generated there first (private keys mode 0600).
 #[derive(Debug, Parser)]
-#[command(name = "discount", version)]
+#[command(name = "discount", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    /// Without a subcommand: run the service.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// How to run the service.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    /// The keys directory, shared with the catalog [default: the repository's keys/].
+    #[arg(long, global = true, env = "KEYS_DIR", value_name = "DIR", default_value_os_t = default_keys_dir(), hide_default_value = true)]
+    pub keys_dir: PathBuf,
+
+    /// Extra host names or IP addresses for the server certificate, besides localhost,
+    /// 127.0.0.1 and ::1 (for instance a container's or a Kubernetes Service's name). Used
+    /// only when the keys are generated; delete the keys to regenerate them with new names.
+    #[arg(
+        long = "tls-name",
+        global = true,
+        env = "TLS_EXTRA_NAMES",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub tls_names: Vec<String>,
+
+    /// Log lines as text for people or as JSON for log collectors.
+    #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+}
+
+/// The options of the service itself.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
     /// The TCP port to listen on.
     #[arg(env = "DISCOUNT_PORT", default_value_t = 11443)]
     pub port: u16,
@@ -22,18 +55,41 @@ pub struct Cli {
     #[arg(long, env = "DISCOUNT_BIND", value_name = "IP")]
     pub bind: Option<IpAddr>,
 
-    /// The keys directory, shared with the catalog [default: the repository's keys/].
-    #[arg(long, env = "KEYS_DIR", value_name = "DIR", default_value_os_t = default_keys_dir(), hide_default_value = true)]
-    pub keys_dir: PathBuf,
+    /// Also serve the gRPC health service alone, without TLS, at this address (for
+    /// Kubernetes' gRPC probes, which speak plaintext only). Off by default.
+    #[arg(long, env = "DISCOUNT_HEALTH_LISTEN", value_name = "IP:PORT")]
+    pub health_listen: Option<SocketAddr>,
 
-    /// Extra host names or IP addresses for the server certificate, besides localhost,
-    /// 127.0.0.1 and ::1 (for instance a container's host name). Used only when the keys are
-    /// generated; delete the keys to regenerate them with new names.
+    /// Serve Prometheus metrics at http://IP:PORT/metrics. Off by default.
+    #[arg(long, env = "DISCOUNT_METRICS_LISTEN", value_name = "IP:PORT")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// On SIGTERM, report NOT_SERVING and keep serving this long before closing the
+    /// listener, so load balancers and health watchers move away first.
     #[arg(
-        long = "tls-name",
-        env = "TLS_EXTRA_NAMES",
-        value_name = "NAME",
-        value_delimiter = ','
+        long = "shutdown-delay-ms",
+        env = "SHUTDOWN_DELAY_MS",
+        value_name = "MS",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u64).range(0..=300_000)
     )]
-    pub tls_names: Vec<String>,
+    pub shutdown_delay_ms: u64,
+}
+
+/// What else the binary can do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Asks a running discount service for its health, over TLS, trusting the keys
+    /// directory's CA; exits 0 when it is SERVING (for container health checks).
+    Healthcheck {
+        /// The service's port on this host.
+        #[arg(env = "DISCOUNT_PORT", default_value_t = 11443)]
+        port: u16,
+        /// The host to check; it must be a name in the service's certificate.
+        #[arg(long, default_value = "localhost")]
+        host: String,
+    },
+    /// Generates the keys directory's CA and server certificate, if missing, and exits
+    /// (for a container volume or a Kubernetes Secret).
+    GenKeys,
 }

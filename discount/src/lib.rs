@@ -3,14 +3,19 @@
 //! # Layout
 //! - [`pricing`]: the rule itself (10% off for customer 1), exact decimal arithmetic.
 //! - [`service`]: the `ecommerce.Discount` gRPC service around the rule.
-//! - [`server`]: [`run`], which serves it with TLS on a given listener until shutdown.
+//! - [`server`]: [`run`], which serves it with TLS on a given listener until shutdown, with
+//!   gRPC health checking and reflection.
+//! - [`metrics`]: Prometheus metrics of every call, and their plaintext listener.
 //! - [`config`]: the command line of the `discount` binary.
+//! - [`healthcheck`]: `discount healthcheck`, a gRPC health check over TLS.
 //!
 //! `main.rs` only parses the command line, makes sure the keys exist, binds and calls
 //! [`run`]; the tests call the same [`run`] on a port the OS picks.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod healthcheck;
+pub mod metrics;
 pub mod pricing;
 pub mod server;
 pub mod service;

@@ -4,37 +4,75 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::Parser;
-use discount::config::Cli;
+use discount::config::{Cli, Command, ServeArgs};
 use ecommerce::keys::{self, KeyPaths, KeysOrigin};
 use ecommerce::{listener, shutdown, telemetry};
 
 fn main() -> anyhow::Result<()> {
-    ecommerce::runtime::build()
-        .context("cannot start the tokio runtime")?
-        .block_on(serve())
+    let cli = Cli::parse();
+    telemetry::init_tracing(cli.log_format);
+    ecommerce::install_crypto_provider();
+    let runtime = ecommerce::runtime::build().context("cannot start the tokio runtime")?;
+    let paths = KeyPaths::new(&cli.keys_dir);
+    match &cli.command {
+        None => runtime.block_on(serve(&cli.serve, &paths, &cli.tls_names)),
+        Some(Command::Healthcheck { port, host }) => {
+            let trust_roots_pem = keys::read_trust_roots(&paths)?;
+            runtime.block_on(discount::healthcheck::check(host, *port, &trust_roots_pem))?;
+            println!("SERVING");
+            Ok(())
+        }
+        Some(Command::GenKeys) => {
+            let origin = prepare_keys(&paths, &cli.tls_names)?;
+            println!(
+                "{} keys in {}",
+                if origin == KeysOrigin::Generated {
+                    "generated"
+                } else {
+                    "kept the existing"
+                },
+                paths.dir().display()
+            );
+            Ok(())
+        }
+    }
 }
 
-async fn serve() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    telemetry::init_tracing();
-    ecommerce::install_crypto_provider();
-    // Before anything else can take time: a SIGTERM from now on stops the service cleanly.
-    let stop = shutdown::signal();
-
-    let paths = KeyPaths::new(&cli.keys_dir);
-    let origin = keys::ensure_keys(&paths, &cli.tls_names)
+fn prepare_keys(paths: &KeyPaths, tls_names: &[String]) -> anyhow::Result<KeysOrigin> {
+    let origin = keys::ensure_keys(paths, tls_names)
         .with_context(|| format!("cannot prepare TLS keys in {}", paths.dir().display()))?;
     if origin == KeysOrigin::Generated {
         tracing::info!(dir = %paths.dir().display(), "generated a local CA and server certificate");
     }
-    let identity = keys::read_server_identity(&paths)?;
+    Ok(origin)
+}
 
-    let listener = match cli.bind {
-        Some(ip) => listener::bind(SocketAddr::new(ip, cli.port)),
-        None => listener::bind_all_interfaces(cli.port),
+async fn serve(args: &ServeArgs, paths: &KeyPaths, tls_names: &[String]) -> anyhow::Result<()> {
+    // Before anything else can take time: a SIGTERM from now on stops the service cleanly.
+    let stop = shutdown::signal();
+    prepare_keys(paths, tls_names)?;
+    let identity = keys::read_server_identity(paths)?;
+
+    let listener = match args.bind {
+        Some(ip) => listener::bind(SocketAddr::new(ip, args.port)),
+        None => listener::bind_all_interfaces(args.port),
     }
-    .with_context(|| format!("cannot listen on port {}", cli.port))?;
+    .with_context(|| format!("cannot listen on port {}", args.port))?;
+    let mut config = discount::Config::new(identity);
+    config.health_listener = bind_optional(args.health_listen, "--health-listen")?;
+    config.metrics_listener = bind_optional(args.metrics_listen, "--metrics-listen")?;
+    config.shutdown_delay = std::time::Duration::from_millis(args.shutdown_delay_ms);
 
-    discount::run(listener, discount::Config::new(identity), stop).await?;
+    discount::run(listener, config, stop).await?;
     Ok(())
+}
+
+fn bind_optional(
+    addr: Option<SocketAddr>,
+    flag: &str,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    addr.map(|addr| {
+        listener::bind(addr).with_context(|| format!("cannot listen on {addr} ({flag})"))
+    })
+    .transpose()
 }

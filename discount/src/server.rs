@@ -1,20 +1,46 @@
-//! Serving [`DiscountService`] over TLS on a listener we are handed, until told to stop.
+//! Serving the discount gRPC service over TLS on a listener we are handed, until told to
+//! stop; with gRPC health checking, server reflection and metrics.
+//!
+//! The TLS port serves:
+//! - `ecommerce.Discount`;
+//! - `grpc.health.v1.Health`, which reports SERVING for the overall server (`""`) and for
+//!   `ecommerce.Discount`, and NOT_SERVING from the shutdown signal on;
+//! - gRPC server reflection (v1 and v1alpha), so `grpcurl`-style tools can list and call
+//!   the service without the `.proto`.
+//!
+//! Kubernetes' built-in gRPC probes speak plaintext only, so [`Config::health_listener`] can
+//! serve the health service alone, without TLS, on a port of its own. The metrics have a
+//! plaintext listener of their own too ([`Config::metrics_listener`]).
+//!
+//! Shutdown order: health turns NOT_SERVING; the TLS server stops accepting and drains
+//! (bounded by [`Config::drain_timeout`]); then the health and metrics listeners stop, so
+//! probes see NOT_SERVING for the whole drain.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ecommerce::keys::ServerIdentity;
+use ecommerce::pb;
 use ecommerce::pb::discount_server::DiscountServer;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
+use crate::metrics::{self, Metrics, MetricsLayer};
 use crate::service::DiscountService;
 
-/// What [`run`] needs besides the listener and the shutdown signal.
-#[derive(Debug, Clone)]
+/// The name health checks use for the overall server.
+const OVERALL: &str = "";
+
+/// How long the health and metrics listeners get to finish after the TLS server stopped.
+const SIDE_LISTENER_GRACE: Duration = Duration::from_secs(1);
+
+/// What [`run`] needs besides the TLS listener and the shutdown signal.
+#[derive(Debug)]
 pub struct Config {
     /// The server's certificate chain and key.
     pub identity: ServerIdentity,
@@ -24,15 +50,29 @@ pub struct Config {
     /// How long in-flight calls may run after the shutdown signal before we stop anyway.
     /// tonic's own drain waits for clients to close their connections, without a bound.
     pub drain_timeout: Duration,
+    /// How long to keep serving after the shutdown signal, with health at NOT_SERVING,
+    /// before no longer accepting connections: time for load balancers and clients that
+    /// watch health to move away. Zero by default.
+    pub shutdown_delay: Duration,
+    /// Where to serve `grpc.health.v1.Health` alone, in plaintext, for probes (none: off).
+    pub health_listener: Option<TcpListener>,
+    /// Where to serve `GET /metrics` (none: off).
+    pub metrics_listener: Option<TcpListener>,
+    /// The metrics to record into (and serve, with `metrics_listener`).
+    pub metrics: Metrics,
 }
 
 impl Config {
-    /// Defaults for everything but the identity.
+    /// Defaults for everything but the identity: no health or metrics listener.
     pub fn new(identity: ServerIdentity) -> Self {
         Self {
             identity,
             tls_handshake_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
+            shutdown_delay: Duration::ZERO,
+            health_listener: None,
+            metrics_listener: None,
+            metrics: Metrics::new(),
         }
     }
 }
@@ -43,16 +83,19 @@ pub enum ServeError {
     /// rustls rejected the certificate or key (unparsable, or a key that does not match).
     #[error("the TLS certificate or key is not usable")]
     Tls(#[source] tonic::transport::Error),
-    /// The listener's address could not be read.
-    #[error("cannot read the listener's address")]
+    /// A listener's address could not be read.
+    #[error("cannot read a listener's address")]
     Listener(#[source] std::io::Error),
+    /// The reflection service could not read the embedded descriptors (a build problem).
+    #[error("cannot build the reflection service")]
+    Reflection(#[source] tonic_reflection::server::Error),
     /// The gRPC server failed while serving.
     #[error("the gRPC server failed")]
     Serve(#[source] tonic::transport::Error),
 }
 
-/// Serves `ecommerce.Discount` with TLS on `listener` until `shutdown` completes, then lets
-/// in-flight calls finish for at most `config.drain_timeout`.
+/// Serves discount with TLS on `listener` until `shutdown` completes, then lets in-flight
+/// calls finish for at most `config.drain_timeout` (see the module docs for the order).
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -65,6 +108,20 @@ pub async fn run(
             &config.identity.private_key_pem,
         ))
         .timeout(config.tls_handshake_timeout);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_status(&health, ServingStatus::Serving).await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    // v1 for current tools; v1alpha for older ones (grpcurl before 1.8.8, for instance).
+    let reflection_v1 = reflection().build_v1().map_err(ServeError::Reflection)?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(ServeError::Reflection)?;
+
     let router = Server::builder()
         .tls_config(tls)
         .map_err(ServeError::Tls)?
@@ -73,15 +130,57 @@ pub async fn run(
         // Finds dead peers (a catalog host that vanished) instead of keeping their streams.
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(DiscountServer::new(DiscountService));
+        .layer(MetricsLayer::new(config.metrics.clone()))
+        .add_service(DiscountServer::new(DiscountService))
+        .add_service(health_service.clone())
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
 
-    // tonic needs the shutdown future itself; we also need to know when it fired, to start
-    // the clock on the drain.
+    // The side listeners run until the TLS server has drained.
+    let (side_stop, side_stopped) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mut side_tasks = Vec::new();
+    if let Some(listener) = config.health_listener {
+        let addr = listener.local_addr().map_err(ServeError::Listener)?;
+        tracing::info!(address = %addr, "plaintext health listening");
+        let incoming = TcpIncoming::from(listener);
+        let server = Server::builder()
+            .add_service(health_service)
+            .serve_with_incoming_shutdown(incoming, stopped(side_stopped.clone()));
+        side_tasks.push(tokio::spawn(async move {
+            if let Err(error) = server.await {
+                tracing::error!(%error, "the plaintext health server failed");
+            }
+        }));
+    }
+    if let Some(listener) = config.metrics_listener {
+        let addr = listener.local_addr().map_err(ServeError::Listener)?;
+        tracing::info!(address = %addr, "metrics listening");
+        let metrics = config.metrics.clone();
+        side_tasks.push(tokio::spawn(metrics::serve(
+            listener,
+            metrics,
+            stopped(side_stopped),
+        )));
+    }
+
+    // tonic needs the shutdown future itself; we also need to know when it fired, to turn
+    // health to NOT_SERVING and start the clock on the drain.
     let stopping = Arc::new(Notify::new());
+    let shutdown_delay = config.shutdown_delay;
     let signal = {
         let stopping = stopping.clone();
+        let health = health.clone();
         async move {
             shutdown.await;
+            set_status(&health, ServingStatus::NotServing).await;
+            if !shutdown_delay.is_zero() {
+                tracing::info!(delay = ?shutdown_delay, "health is NOT_SERVING; still serving for the shutdown delay");
+                tokio::time::sleep(shutdown_delay).await;
+            }
+            tracing::info!("health is NOT_SERVING; draining");
             stopping.notify_one();
         }
     };
@@ -94,15 +193,43 @@ pub async fn run(
         stopping.notified().await;
         tokio::time::sleep(config.drain_timeout).await;
     };
-    tokio::select! {
-        result = &mut serve => result.map_err(ServeError::Serve)?,
+    let result = tokio::select! {
+        result = &mut serve => result.map_err(ServeError::Serve),
         () = drain_deadline => {
             tracing::warn!(
                 timeout = ?config.drain_timeout,
                 "connections still open after the drain timeout; stopping anyway"
             );
+            Ok(())
+        }
+    };
+    // A health Watch stream never ends by itself, so the plaintext health server's own
+    // graceful stop could wait forever: give the side listeners a moment, then end them.
+    side_stop.send_replace(true);
+    for mut task in side_tasks {
+        if tokio::time::timeout(SIDE_LISTENER_GRACE, &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
         }
     }
     tracing::info!("discount server stopped");
-    Ok(())
+    result
+}
+
+async fn set_status(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status(OVERALL, status).await;
+    match status {
+        ServingStatus::Serving => {
+            health
+                .set_serving::<DiscountServer<DiscountService>>()
+                .await
+        }
+        _ => {
+            health
+                .set_not_serving::<DiscountServer<DiscountService>>()
+                .await
+        }
+    }
 }

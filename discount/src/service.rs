@@ -16,19 +16,33 @@ impl Discount for DiscountService {
     ///
     /// A request without a product cannot be answered and is `INVALID_ARGUMENT`. A request
     /// without a customer is well-formed: nobody to discount, so no discount.
-    #[tracing::instrument(name = "apply_discount", skip_all, fields(customer_id, product_id))]
+    #[tracing::instrument(
+        name = "apply_discount",
+        skip_all,
+        fields(request_id, customer_id, product_id)
+    )]
     async fn apply_discount(
         &self,
         request: Request<DiscountRequest>,
     ) -> Result<Response<DiscountResponse>, Status> {
+        let span = tracing::Span::current();
+        // Set by the catalog from its client's X-Request-ID, to follow a request across
+        // both services' logs. Metadata `to_str` only accepts visible ASCII.
+        if let Some(id) = request
+            .metadata()
+            .get(ecommerce::REQUEST_ID_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .filter(|id| id.len() <= ecommerce::MAX_REQUEST_ID_LEN)
+        {
+            span.record("request_id", id);
+        }
         let DiscountRequest { customer, product } = request.into_inner();
         let customer_id = customer.map(|customer| customer.id);
-        let span = tracing::Span::current();
         if let Some(id) = customer_id {
             span.record("customer_id", id);
         }
         let Some(product) = product else {
-            tracing::debug!("rejected: no product");
+            tracing::info!("rejected: the request has no product");
             return Err(Status::invalid_argument(
                 "DiscountRequest.product is required: there is nothing to discount",
             ));
@@ -36,7 +50,12 @@ impl Discount for DiscountService {
         span.record("product_id", product.id);
 
         let product = pricing::apply(customer_id, product);
-        tracing::debug!(discount = ?product.discount_value, "answered");
+        match &product.discount_value {
+            Some(value) if value.pct > 0.0 => {
+                tracing::info!(value_in_cents = value.value_in_cents, "discount applied");
+            }
+            _ => tracing::info!("no discount"),
+        }
         Ok(Response::new(DiscountResponse {
             product: Some(product),
         }))

@@ -7,6 +7,7 @@ use std::process::Command;
 use ecommerce::keys::{self, KeyPaths};
 use ecommerce::pb::discount_client::DiscountClient;
 use ecommerce::pb::{Customer, DiscountRequest, Product};
+use rustls_pki_types::pem::PemObject;
 use testkit::{ServiceProcess, run_to_end};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
@@ -136,4 +137,82 @@ fn a_certificate_without_its_key_is_a_clear_error() {
     let (status, _, stderr) = run_to_end(command);
     assert!(!status.success());
     assert!(stderr.contains("private.key does not"), "{stderr}");
+}
+
+#[test]
+fn healthcheck_exits_0_for_a_serving_discount_and_fails_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = discount();
+    command.args(["0", "--keys-dir"]).arg(dir.path());
+    let mut process = ServiceProcess::spawn(command);
+    let port = process.wait_until_listening().port().to_string();
+
+    let mut check = discount();
+    check
+        .args(["healthcheck", &port, "--keys-dir"])
+        .arg(dir.path());
+    let (status, stdout, stderr) = run_to_end(check);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout.trim(), "SERVING");
+
+    assert_eq!(process.terminate().code(), Some(0));
+    let mut check = discount();
+    check
+        .args(["healthcheck", &port, "--keys-dir"])
+        .arg(dir.path());
+    let (status, _, stderr) = run_to_end(check);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("no answer from https://localhost:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn gen_keys_makes_a_set_with_the_extra_names_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = discount();
+    command
+        .args([
+            "gen-keys",
+            "--tls-name",
+            "discount,discount.shop.svc.cluster.local",
+            "--keys-dir",
+        ])
+        .arg(dir.path());
+    let (status, stdout, stderr) = run_to_end(command);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.starts_with("generated keys in"), "{stdout}");
+
+    let paths = KeyPaths::new(dir.path());
+    let identity = keys::read_server_identity(&paths).unwrap();
+    let leaf = rustls_pki_types::CertificateDer::from_pem_slice(&identity.cert_chain_pem).unwrap();
+    for name in [&b"discount.shop.svc.cluster.local"[..], b"localhost"] {
+        assert!(
+            leaf.windows(name.len()).any(|w| w == name),
+            "{} not in the certificate",
+            String::from_utf8_lossy(name)
+        );
+    }
+
+    let mut again = discount();
+    again.args(["gen-keys", "--keys-dir"]).arg(dir.path());
+    let (status, stdout, _) = run_to_end(again);
+    assert!(status.success());
+    assert!(stdout.starts_with("kept the existing keys"), "{stdout}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = discount();
+    command
+        .args(["0", "--log-format", "json", "--keys-dir"])
+        .arg(dir.path());
+    let mut process = ServiceProcess::spawn(command);
+    let line = process.wait_for_line("listening (TLS)");
+    let entry: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(entry["level"], "INFO");
+    assert!(entry["fields"]["address"].as_str().is_some(), "{line}");
+    assert_eq!(process.terminate().code(), Some(0));
 }

@@ -7,6 +7,7 @@
 //! - [`keys`]: the demo's TLS files in the keys directory, generated with rcgen when missing,
 //!   with names compatible with the old services (`cert.pem`, `private.key`).
 //! - [`listener`]: binding a TCP port on all interfaces, IPv4 and IPv6, as both services do.
+//! - [`metrics_format`]: Prometheus metrics in the format the scraper asks for.
 //! - [`runtime`]: the tokio runtime, sized to the CPUs the process may use.
 //! - [`shutdown`]: the Ctrl-C / SIGTERM signal both services stop on.
 //! - [`telemetry`]: the `tracing` subscriber both binaries install.
@@ -15,6 +16,7 @@
 pub mod codec;
 pub mod keys;
 pub mod listener;
+pub mod metrics_format;
 pub mod runtime;
 pub mod shutdown;
 pub mod telemetry;
@@ -28,6 +30,13 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("ecommerce_descriptor");
 }
+
+/// The HTTP header, and gRPC metadata key, that carries a request's id from a client
+/// through the catalog to discount, so that one request can be followed in both logs.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The longest request id either service accepts from a client (longer ones are replaced).
+pub const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// Installs rustls' ring crypto provider as the process default.
 ///

@@ -36,6 +36,28 @@ impl Default for BreakerSettings {
     }
 }
 
+/// A breaker's state as metrics show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls go through.
+    Closed = 0,
+    /// One probe is in flight, or allowed.
+    HalfOpen = 1,
+    /// Calls are refused until the cool-down ends.
+    Open = 2,
+}
+
+impl BreakerState {
+    /// `closed`, `half_open` or `open`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::HalfOpen => "half_open",
+            Self::Open => "open",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Closed {
@@ -133,6 +155,15 @@ impl CircuitBreaker {
             (open @ State::Open { .. }, _) => open,
         };
         *state = next;
+    }
+
+    /// The state now, for metrics.
+    pub fn state(&self) -> BreakerState {
+        match *self.lock() {
+            State::Closed { .. } => BreakerState::Closed,
+            State::HalfOpen { .. } => BreakerState::HalfOpen,
+            State::Open { .. } => BreakerState::Open,
+        }
     }
 
     /// Whether the breaker is refusing calls right now (open and cooling down).

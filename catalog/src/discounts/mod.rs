@@ -28,6 +28,7 @@ use futures_util::{StreamExt, stream};
 use serde::Serialize;
 use tokio::time::Instant;
 use tonic::Code;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Certificate;
 
 use self::breaker::BreakerSettings;
@@ -146,6 +147,15 @@ impl DiscountClient {
         })
     }
 
+    /// The circuit breaker state of each replica now, for metrics and readiness.
+    pub fn breaker_states(&self) -> Vec<breaker::BreakerState> {
+        self.replicas
+            .replicas()
+            .iter()
+            .map(|replica| replica.breaker.state())
+            .collect()
+    }
+
     /// The replicas as now resolved, for logs and tests.
     pub fn replica_addresses(&self) -> Vec<std::net::SocketAddr> {
         self.replicas
@@ -157,16 +167,22 @@ impl DiscountClient {
 
     /// Asks for the discount on each of `products` for `customer`, concurrently, and returns
     /// one result per product, in the same order. Returns within about the call timeout.
+    ///
+    /// `request_id` goes to discount as `x-request-id` metadata, for its logs.
     pub async fn discounts(
         &self,
         customer: &Customer,
         products: &[Product],
+        request_id: &str,
     ) -> Vec<Result<Option<Discount>, CallError>> {
         let deadline = Instant::now() + self.call_timeout;
+        // Parsed once; clones share the bytes. Ids are checked ASCII, so this always parses.
+        let request_id = MetadataValue::try_from(request_id).ok();
+        let request_id = request_id.as_ref();
         // Indices rather than `&Product` items: a closure taking a reference makes the
         // future lose `Send` (rust-lang/rust#64552), and hyper needs it `Send`.
         stream::iter(0..products.len())
-            .map(|i| self.discount(customer, &products[i], deadline))
+            .map(|i| self.discount(customer, &products[i], request_id, deadline))
             .buffered(MAX_CALLS_IN_FLIGHT)
             .collect()
             .await
@@ -184,10 +200,12 @@ impl DiscountClient {
         &self,
         customer: &Customer,
         product: &Product,
+        request_id: Option<&MetadataValue<Ascii>>,
         deadline: Instant,
     ) -> Result<Option<Discount>, CallError> {
+        let call_on = |replica| call(replica, customer, product, request_id, deadline);
         let first = self.replicas.pick(None).ok_or(CallError::CircuitOpen)?;
-        let result = call(&first, customer, product, deadline).await;
+        let result = call_on(&first).await;
         if !matches!(result, Err(CallError::Unavailable(_))) {
             return result;
         }
@@ -196,7 +214,7 @@ impl DiscountClient {
         match self.replicas.pick(Some(first.addr)) {
             Some(second) => {
                 tracing::debug!(refused_by = %first.addr, retry_on = %second.addr, "retrying");
-                call(&second, customer, product, deadline).await
+                call_on(&second).await
             }
             None => result,
         }
@@ -209,6 +227,7 @@ async fn call(
     replica: &Replica,
     customer: &Customer,
     product: &Product,
+    request_id: Option<&MetadataValue<Ascii>>,
     deadline: Instant,
 ) -> Result<Option<Discount>, CallError> {
     let time_left = deadline.saturating_duration_since(Instant::now());
@@ -231,6 +250,11 @@ async fn call(
     });
     // Sent as `grpc-timeout`, so the server can give up when we have.
     request.set_timeout(time_left);
+    if let Some(id) = request_id {
+        request
+            .metadata_mut()
+            .insert(ecommerce::REQUEST_ID_HEADER, id.clone());
+    }
     // Our own timer as well: it also covers connecting and waiting for a stream.
     let mut grpc = replica.grpc.clone();
     let result = match tokio::time::timeout_at(deadline, grpc.apply_discount(request)).await {

@@ -251,7 +251,11 @@ impl Gate {
     }
 }
 
-struct FaultyDiscount(Fault);
+struct FaultyDiscount {
+    fault: Fault,
+    /// The `x-request-id` of every call, in arrival order.
+    request_ids: Arc<std::sync::Mutex<Vec<String>>>,
+}
 
 #[tonic::async_trait]
 impl Discount for FaultyDiscount {
@@ -259,7 +263,11 @@ impl Discount for FaultyDiscount {
         &self,
         request: tonic::Request<DiscountRequest>,
     ) -> Result<tonic::Response<DiscountResponse>, tonic::Status> {
-        match &self.0 {
+        if let Some(id) = request.metadata().get(ecommerce::REQUEST_ID_HEADER) {
+            let id = id.to_str().unwrap_or("(not ASCII)").to_owned();
+            self.request_ids.lock().unwrap().push(id);
+        }
+        match &self.fault {
             Fault::Delay(delay) => tokio::time::sleep(*delay).await,
             Fault::Status(code) => return Err(tonic::Status::new(*code, "injected fault")),
             Fault::Gate(gate) => gate.pass().await,
@@ -272,6 +280,19 @@ impl Discount for FaultyDiscount {
 
 /// A discount server with the real TLS identity in `keys` that misbehaves as `fault` says.
 pub async fn spawn_faulty_discount(keys: &KeyPaths, fault: Fault) -> Running {
+    spawn_recording_discount(keys, fault).await.0
+}
+
+/// Like [`spawn_faulty_discount`], also returning the `x-request-id` of every call.
+pub async fn spawn_recording_discount(
+    keys: &KeyPaths,
+    fault: Fault,
+) -> (Running, Arc<std::sync::Mutex<Vec<String>>>) {
+    let request_ids = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let service = FaultyDiscount {
+        fault,
+        request_ids: request_ids.clone(),
+    };
     ecommerce::install_crypto_provider();
     let listener = loopback_listener().await;
     let addr = listener.local_addr().unwrap();
@@ -285,18 +306,19 @@ pub async fn spawn_faulty_discount(keys: &KeyPaths, fault: Fault) -> Running {
         Server::builder()
             .tls_config(tls)
             .expect("tls")
-            .add_service(DiscountServer::new(FaultyDiscount(fault)))
+            .add_service(DiscountServer::new(service))
             .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
                 let _ = stopped.await;
             })
             .await
             .expect("faulty discount runs");
     });
-    Running {
+    let running = Running {
         addr,
         stop: Some(stop),
         task,
-    }
+    };
+    (running, request_ids)
 }
 
 /// Discount and catalog together, the catalog trusting discount's CA.

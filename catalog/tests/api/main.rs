@@ -2,4 +2,5 @@
 
 mod faults;
 mod helpers;
+mod operability;
 mod products;

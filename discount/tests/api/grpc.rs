@@ -1,100 +1,15 @@
 //! The discount service over real TLS sockets, called as any gRPC client would.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 
 use ecommerce::keys::{self, KeyPaths};
-use ecommerce::pb::discount_client::DiscountClient;
-use ecommerce::pb::{Customer, DiscountRequest, DiscountValue, Product};
-use tempfile::TempDir;
+use ecommerce::pb::{DiscountValue, Product};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tonic::Code;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-struct Server {
-    addr: SocketAddr,
-    keys: KeyPaths,
-    _dir: TempDir,
-    _stop: oneshot::Sender<()>,
-}
-
-async fn start_on(listener: TcpListener) -> Server {
-    ecommerce::install_crypto_provider();
-    let dir = tempfile::tempdir().unwrap();
-    let keys = KeyPaths::new(dir.path());
-    keys::ensure_keys(&keys, &[]).unwrap();
-    let identity = keys::read_server_identity(&keys).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(discount::run(
-        listener,
-        discount::Config::new(identity),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    Server {
-        addr,
-        keys,
-        _dir: dir,
-        _stop: stop,
-    }
-}
-
-async fn start() -> Server {
-    start_on(TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap()).await
-}
-
-async fn client(
-    uri: String,
-    trust: &KeyPaths,
-) -> Result<DiscountClient<Channel>, tonic::transport::Error> {
-    let ca = Certificate::from_pem(keys::read_trust_roots(trust).unwrap());
-    let channel = Endpoint::from_shared(uri)?
-        .tls_config(ClientTlsConfig::new().ca_certificate(ca))?
-        .connect()
-        .await?;
-    Ok(DiscountClient::new(channel))
-}
-
-async fn client_for(server: &Server) -> DiscountClient<Channel> {
-    client(
-        format!("https://localhost:{}", server.addr.port()),
-        &server.keys,
-    )
-    .await
-    .expect("connects over TLS")
-}
-
-fn product(price_in_cents: i32) -> Product {
-    Product {
-        id: 42,
-        slug: "a-slug".into(),
-        description: "a description".into(),
-        price_in_cents,
-        discount_value: None,
-    }
-}
-
-fn customer(id: i32) -> Option<Customer> {
-    Some(Customer {
-        id,
-        first_name: "First".into(),
-        last_name: "Last".into(),
-    })
-}
-
-async fn apply(
-    client: &mut DiscountClient<Channel>,
-    customer: Option<Customer>,
-    product: Option<Product>,
-) -> Result<Product, tonic::Status> {
-    let response = client
-        .apply_discount(DiscountRequest { customer, product })
-        .await?
-        .into_inner();
-    Ok(response.product.expect("the response has a product"))
-}
+use crate::helpers::{
+    apply, client, client_for, customer, loopback, product, start, start_on, start_with,
+};
 
 #[tokio::test]
 async fn customer_1_gets_ten_percent_off_truncated_and_every_field_echoed() {
@@ -213,26 +128,17 @@ async fn a_key_that_does_not_match_the_certificate_is_refused_at_start() {
 
 #[tokio::test]
 async fn shutdown_is_bounded_even_when_a_connected_client_stops_responding() {
-    ecommerce::install_crypto_provider();
-    let dir = tempfile::tempdir().unwrap();
-    let keys = KeyPaths::new(dir.path());
-    keys::ensure_keys(&keys, &[]).unwrap();
-    let mut config = discount::Config::new(keys::read_server_identity(&keys).unwrap());
-    config.drain_timeout = std::time::Duration::from_millis(500);
-
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(discount::run(listener, config, async {
-        let _ = stopped.await;
-    }));
+    let mut server = start_with(loopback().await, |config| {
+        config.drain_timeout = std::time::Duration::from_millis(500);
+    })
+    .await;
+    let (addr, trust) = (server.addr, server.keys.clone());
 
     // A client on a runtime of its own makes one call, then freezes that runtime: its
     // connection stays open but never answers the server's graceful-shutdown GOAWAY and
     // PING, which tonic's drain would wait for without end.
     let (called, frozen) = std::sync::mpsc::channel::<()>();
     let (thaw, thawed) = std::sync::mpsc::channel::<()>();
-    let trust = keys.clone();
     let frozen_client = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -256,12 +162,8 @@ async fn shutdown_is_bounded_even_when_a_connected_client_stops_responding() {
         .unwrap();
 
     let started = std::time::Instant::now();
-    let _ = stop.send(());
-    tokio::time::timeout(std::time::Duration::from_secs(30), server)
-        .await
-        .expect("run returns within its drain bound")
-        .unwrap()
-        .unwrap();
+    server.begin_stop();
+    server.stopped().await.unwrap();
     let took = started.elapsed();
     let _ = thaw.send(());
     frozen_client.join().unwrap();

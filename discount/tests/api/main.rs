@@ -1,0 +1,5 @@
+//! Black-box tests of the discount service over real TLS sockets.
+
+mod grpc;
+mod helpers;
+mod operability;
