@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use ecommerce::keys::default_keys_dir;
+use ecommerce::keys::{PemIdentity, default_keys_dir};
 use ecommerce::telemetry::LogFormat;
 
 use crate::discounts::DiscountSettings;
@@ -116,9 +116,26 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYS_DIR", value_name = "DIR", default_value_os_t = default_keys_dir(), hide_default_value = true)]
     pub keys_dir: PathBuf,
 
+    /// Present the keys directory's client certificate (`client.pem`, `client.key`) to
+    /// discount, for a discount that requires mutual TLS. If they are missing they are
+    /// issued with the directory's CA key. Off by default.
+    #[arg(long = "client-cert", env = "DISCOUNT_CLIENT_CERT")]
+    pub client_cert: bool,
+
     /// A JSON file of products and customers to serve instead of the built-in demo data.
     #[arg(long, env = "CATALOG_DATA", value_name = "FILE")]
     pub data: Option<PathBuf>,
+
+    /// The most HTTP connections served at once; past it, new connections wait in the
+    /// kernel's queue until one closes.
+    #[arg(
+        long = "max-connections",
+        env = "CATALOG_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_connections: u32,
 
     /// On SIGTERM, keep serving this long with /readyz at 503 before closing the listener,
     /// so a load balancer stops sending requests first (Kubernetes: a few seconds).
@@ -133,9 +150,15 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// The discount client's settings, trusting `trust_roots_pem`.
-    pub fn discount_settings(&self, trust_roots_pem: Vec<u8>) -> DiscountSettings {
+    /// The discount client's settings, trusting `trust_roots_pem` and presenting
+    /// `client_identity`.
+    pub fn discount_settings(
+        &self,
+        trust_roots_pem: Vec<u8>,
+        client_identity: Option<PemIdentity>,
+    ) -> DiscountSettings {
         DiscountSettings {
+            client_identity,
             address: self.discount_host.clone(),
             trust_roots_pem,
             call_timeout: Duration::from_millis(self.discount_timeout_ms),

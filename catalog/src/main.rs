@@ -38,7 +38,13 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let paths = KeyPaths::new(&args.keys_dir);
     let trust_roots_pem = keys::read_or_generate_trust_roots(&paths)
         .with_context(|| format!("cannot prepare TLS keys in {}", paths.dir().display()))?;
-    let settings = args.discount_settings(trust_roots_pem);
+    let client_identity = if args.client_cert {
+        keys::ensure_client_keys(&paths)?;
+        Some(keys::read_client_identity(&paths)?)
+    } else {
+        None
+    };
+    let settings = args.discount_settings(trust_roots_pem, client_identity);
     let discounts = DiscountClient::start(&settings).await?;
 
     let listener = match args.bind {
@@ -56,6 +62,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
 
     let mut config = catalog::Config::new(data, discounts);
     config.shutdown_delay = Duration::from_millis(args.shutdown_delay_ms);
+    config.max_connections = args.max_connections as usize;
     catalog::run(listener, config, stop).await?;
     Ok(())
 }

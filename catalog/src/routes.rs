@@ -335,6 +335,7 @@ fn json(body: &impl Serialize) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn id_of(values: &[&[u8]]) -> Result<Option<i32>, &'static str> {
         let mut headers = HeaderMap::new();
@@ -370,5 +371,24 @@ mod tests {
                 .contains("out of range")
         );
         assert!(id_of(&[b"1", b"1"]).unwrap_err().contains("once"));
+    }
+
+    proptest! {
+        /// Any header-legal bytes: never a panic, and a customer id exactly when the trimmed
+        /// text is an `i32` as Rust reads it.
+        #[test]
+        fn any_user_id_bytes_get_a_fixed_answer(value in proptest::collection::vec(
+            any::<u8>().prop_filter("header-legal", |b| *b == b'\t' || (*b >= 0x20 && *b != 0x7f)),
+            0..32,
+        )) {
+            let answer = id_of(&[value.as_slice()]);
+            let text = std::str::from_utf8(&value).ok().map(|t| t.trim_matches([' ', '\t']));
+            match (text, answer) {
+                (Some(""), Ok(None)) => {}
+                (Some(t), Ok(Some(id))) => prop_assert_eq!(t.parse::<i32>(), Ok(id)),
+                (_, Err(_)) => prop_assert!(text.is_none_or(|t| t.parse::<i32>().is_err())),
+                (text, answer) => prop_assert!(false, "{text:?} gave {answer:?}"),
+            }
+        }
     }
 }

@@ -11,6 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::data::Catalog;
 use crate::discounts::DiscountClient;
@@ -30,6 +31,9 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// How long in-flight requests may run after the shutdown signal.
     pub drain_timeout: Duration,
+    /// The most connections served at once. Past it, accepting pauses: new connections
+    /// wait in the kernel's queue until one closes, instead of exhausting file descriptors.
+    pub max_connections: usize,
     /// How long to keep serving after the shutdown signal, with `/readyz` at 503, before
     /// no longer accepting connections: time for a load balancer (Kubernetes endpoints) to
     /// stop sending new requests. Zero by default.
@@ -46,6 +50,7 @@ impl Config {
             discounts,
             header_read_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
             shutdown_delay: Duration::ZERO,
             metrics: Metrics::new(),
         }
@@ -104,7 +109,10 @@ pub async fn run(
         .max_header_list_size(MAX_HEADER_BYTES as u32)
         .max_concurrent_streams(256);
 
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(config.max_connections));
+    let header_read_timeout = config.header_read_timeout;
     tracing::info!(
         address = %local_addr,
         products = app.catalog.products().len(),
@@ -112,35 +120,49 @@ pub async fn run(
     );
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Typically EMFILE: out of file descriptors. Accepting again at once
-                        // would spin; a short pause lets connections close.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                // Responses are one write each; Nagle would only delay them.
-                let _ = stream.set_nodelay(true);
-                let app = app.clone();
-                let service = service_fn(move |request| routes::handle(app.clone(), request));
-                let connection = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        // Clients that go away, header timeouts, malformed requests: routine.
-                        tracing::debug!(%peer, %error, "connection ended with an error");
-                    }
-                });
-            }
+        // A free connection slot first, then a connection: at the limit, accepting pauses.
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit,
             () = &mut shutdown => break,
-        }
+        };
+        let Ok(permit) = permit else { break }; // the semaphore is never closed
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Typically EMFILE: out of file descriptors. Accepting again at once would
+                // spin; a short pause lets connections close.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Responses are one write each; Nagle would only delay them.
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            // hyper's header timeout starts with the first byte: a client that connects
+            // and sends nothing would hold its connection forever. `peek` waits for real
+            // data (or the end); `readable` may report readiness without any.
+            let mut first_byte = [0u8; 1];
+            let peeked = tokio::time::timeout(header_read_timeout, stream.peek(&mut first_byte));
+            if !matches!(peeked.await, Ok(Ok(1..))) {
+                tracing::debug!(%peer, "closing a connection that sent nothing");
+                return;
+            }
+            let service = service_fn(move |request| routes::handle(app.clone(), request));
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = watcher.watch(connection).await {
+                // Clients that go away, header timeouts, malformed requests: routine.
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
     }
 
     drop(listener);

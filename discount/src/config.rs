@@ -55,6 +55,11 @@ pub struct ServeArgs {
     #[arg(long, env = "DISCOUNT_BIND", value_name = "IP")]
     pub bind: Option<IpAddr>,
 
+    /// Mutual TLS: require every client to present a certificate issued by the keys
+    /// directory's CA (the catalog's is `client.pem`). Off by default.
+    #[arg(long, env = "DISCOUNT_REQUIRE_CLIENT_CERT")]
+    pub require_client_cert: bool,
+
     /// Also serve the gRPC health service alone, without TLS, at this address (for
     /// Kubernetes' gRPC probes, which speak plaintext only). Off by default.
     #[arg(long, env = "DISCOUNT_HEALTH_LISTEN", value_name = "IP:PORT")]

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+use ecommerce::keys::PemIdentity;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -26,15 +27,24 @@ pub enum HealthcheckError {
 }
 
 /// Checks the overall health of the discount service at `https://host:port`, trusting
-/// `trust_roots_pem`. Ok when it reports SERVING.
-pub async fn check(host: &str, port: u16, trust_roots_pem: &[u8]) -> Result<(), HealthcheckError> {
+/// `trust_roots_pem` and presenting `identity` if given (for mutual TLS). Ok when it reports
+/// SERVING.
+pub async fn check(
+    host: &str,
+    port: u16,
+    trust_roots_pem: &[u8],
+    identity: Option<&PemIdentity>,
+) -> Result<(), HealthcheckError> {
     let uri = format!("https://{host}:{port}");
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(trust_roots_pem));
+    if let Some(identity) = identity {
+        tls = tls.identity(Identity::from_pem(
+            &identity.cert_chain_pem,
+            &identity.private_key_pem,
+        ));
+    }
     let endpoint = Endpoint::from_shared(uri.clone())
-        .and_then(|e| {
-            e.tls_config(
-                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(trust_roots_pem)),
-            )
-        })
+        .and_then(|e| e.tls_config(tls))
         .map_err(|e| HealthcheckError::Setup(uri.clone(), e))?
         .connect_timeout(TIMEOUT)
         .timeout(TIMEOUT);

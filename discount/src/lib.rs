@@ -5,6 +5,7 @@
 //! - [`service`]: the `ecommerce.Discount` gRPC service around the rule.
 //! - [`server`]: [`run`], which serves it with TLS on a given listener until shutdown, with
 //!   gRPC health checking and reflection.
+//! - [`limits`]: the request size limit, reported as RESOURCE_EXHAUSTED.
 //! - [`metrics`]: Prometheus metrics of every call, and their plaintext listener.
 //! - [`config`]: the command line of the `discount` binary.
 //! - [`healthcheck`]: `discount healthcheck`, a gRPC health check over TLS.
@@ -15,6 +16,7 @@
 
 pub mod config;
 pub mod healthcheck;
+pub mod limits;
 pub mod metrics;
 pub mod pricing;
 pub mod server;

@@ -18,7 +18,14 @@ fn main() -> anyhow::Result<()> {
         None => runtime.block_on(serve(&cli.serve, &paths, &cli.tls_names)),
         Some(Command::Healthcheck { port, host }) => {
             let trust_roots_pem = keys::read_trust_roots(&paths)?;
-            runtime.block_on(discount::healthcheck::check(host, *port, &trust_roots_pem))?;
+            // Presented when there is one, in case the service requires client certificates.
+            let identity = keys::read_client_identity(&paths).ok();
+            runtime.block_on(discount::healthcheck::check(
+                host,
+                *port,
+                &trust_roots_pem,
+                identity.as_ref(),
+            ))?;
             println!("SERVING");
             Ok(())
         }
@@ -59,6 +66,9 @@ async fn serve(args: &ServeArgs, paths: &KeyPaths, tls_names: &[String]) -> anyh
     }
     .with_context(|| format!("cannot listen on port {}", args.port))?;
     let mut config = discount::Config::new(identity);
+    if args.require_client_cert {
+        config.client_ca_pem = Some(keys::read_trust_roots(paths)?);
+    }
     config.health_listener = bind_optional(args.health_listen, "--health-listen")?;
     config.metrics_listener = bind_optional(args.metrics_listen, "--metrics-listen")?;
     config.shutdown_delay = std::time::Duration::from_millis(args.shutdown_delay_ms);

@@ -20,16 +20,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ecommerce::keys::ServerIdentity;
+use ecommerce::keys::PemIdentity;
 use ecommerce::pb;
 use ecommerce::pb::discount_server::DiscountServer;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::limits::{MAX_REQUEST_BYTES, OversizeStatusLayer};
 use crate::metrics::{self, Metrics, MetricsLayer};
 use crate::service::DiscountService;
 
@@ -43,7 +44,10 @@ const SIDE_LISTENER_GRACE: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Config {
     /// The server's certificate chain and key.
-    pub identity: ServerIdentity,
+    pub identity: PemIdentity,
+    /// With a CA (PEM): mutual TLS. Clients must present a certificate issued by it, and a
+    /// client without one, or with one from another CA, is refused in the handshake.
+    pub client_ca_pem: Option<Vec<u8>>,
     /// How long a client has to complete the TLS handshake. Without a bound, a client that
     /// connects and sends nothing holds a connection and a task forever.
     pub tls_handshake_timeout: Duration,
@@ -64,9 +68,10 @@ pub struct Config {
 
 impl Config {
     /// Defaults for everything but the identity: no health or metrics listener.
-    pub fn new(identity: ServerIdentity) -> Self {
+    pub fn new(identity: PemIdentity) -> Self {
         Self {
             identity,
+            client_ca_pem: None,
             tls_handshake_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
             shutdown_delay: Duration::ZERO,
@@ -102,12 +107,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let local_addr = listener.local_addr().map_err(ServeError::Listener)?;
-    let tls = ServerTlsConfig::new()
+    let mut tls = ServerTlsConfig::new()
         .identity(Identity::from_pem(
             &config.identity.cert_chain_pem,
             &config.identity.private_key_pem,
         ))
         .timeout(config.tls_handshake_timeout);
+    if let Some(ca) = &config.client_ca_pem {
+        tls = tls.client_ca_root(Certificate::from_pem(ca));
+    }
 
     let (health, health_service) = tonic_health::server::health_reporter();
     set_status(&health, ServingStatus::Serving).await;
@@ -131,7 +139,10 @@ pub async fn run(
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .layer(MetricsLayer::new(config.metrics.clone()))
-        .add_service(DiscountServer::new(DiscountService))
+        .layer(OversizeStatusLayer)
+        .add_service(
+            DiscountServer::new(DiscountService).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
         .add_service(health_service.clone())
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
@@ -185,7 +196,11 @@ pub async fn run(
         }
     };
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tracing::info!(address = %local_addr, "discount gRPC server listening (TLS)");
+    tracing::info!(
+        address = %local_addr,
+        client_certificates = if config.client_ca_pem.is_some() { "required" } else { "not asked" },
+        "discount gRPC server listening (TLS)"
+    );
 
     let serve = router.serve_with_incoming_shutdown(incoming, signal);
     tokio::pin!(serve);

@@ -61,3 +61,29 @@ impl Discount for DiscountService {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ecommerce::pb::DiscountRequest;
+    use proptest::prelude::*;
+    use prost::Message;
+
+    use crate::pricing;
+
+    proptest! {
+        /// Whatever arrives on the wire: decoding either fails cleanly (tonic then answers
+        /// with an error status) or gives a request the rule answers without panicking.
+        #[test]
+        fn random_bytes_never_panic_the_decoder_or_the_rule(
+            bytes in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            if let Ok(request) = DiscountRequest::decode(&bytes[..]) {
+                if let Some(product) = request.product {
+                    let price = product.price_in_cents;
+                    let priced = pricing::apply(request.customer.map(|c| c.id), product);
+                    prop_assert_eq!(priced.price_in_cents, price);
+                }
+            }
+        }
+    }
+}

@@ -9,6 +9,12 @@
 //! | `ca.key`      | the CA's private key, kept to sign later leaves    | 0600 |
 //! | `cert.pem`    | the server certificate, then the CA certificate    | 0644 |
 //! | `private.key` | the server's private key (PKCS#8)                  | 0600 |
+//! | `client.pem`  | the catalog's client certificate, then the CA      | 0644 |
+//! | `client.key`  | the catalog's client private key (PKCS#8)          | 0600 |
+//!
+//! The client certificate (usage: TLS client authentication) is what the catalog presents
+//! when discount requires mutual TLS. A directory made before it existed gets one issued,
+//! on demand, by the CA kept in `ca.key` ([`ensure_client_keys`]).
 //!
 //! `cert.pem` and `private.key` are the names the old Go and Python services used. Putting
 //! the CA after the leaf in `cert.pem` serves both directions of compatibility: a client of
@@ -87,6 +93,16 @@ impl KeyPaths {
         self.dir.join("private.key")
     }
 
+    /// `client.pem`: the catalog's client certificate followed by the CA certificate.
+    pub fn client_cert(&self) -> PathBuf {
+        self.dir.join("client.pem")
+    }
+
+    /// `client.key`: the catalog's client private key.
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.join("client.key")
+    }
+
     fn lock_file(&self) -> PathBuf {
         self.dir.join(".lock")
     }
@@ -101,19 +117,20 @@ pub enum KeysOrigin {
     Generated,
 }
 
-/// A server's certificate chain and private key, as PEM, checked to parse.
+/// A certificate chain and its private key, as PEM, checked to parse: a server's or a
+/// client's identity.
 #[derive(Clone)]
-pub struct ServerIdentity {
+pub struct PemIdentity {
     /// The leaf certificate first, then any intermediates and the CA.
     pub cert_chain_pem: Vec<u8>,
     /// The private key (PKCS#8, PKCS#1 or SEC1).
     pub private_key_pem: Vec<u8>,
 }
 
-impl std::fmt::Debug for ServerIdentity {
+impl std::fmt::Debug for PemIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material, even in debug logs.
-        f.debug_struct("ServerIdentity").finish_non_exhaustive()
+        f.debug_struct("PemIdentity").finish_non_exhaustive()
     }
 }
 
@@ -175,6 +192,24 @@ pub enum KeyError {
     /// rcgen refused a name or failed to sign.
     #[error("cannot generate the certificates")]
     Generate(#[from] rcgen::Error),
+    /// A client certificate is needed but the CA's key, which would issue it, is missing.
+    #[error(
+        "cannot issue a client certificate: {ca_key} is missing; provide client.pem and client.key in {dir}, or the CA key that issues them"
+    )]
+    NoCaKey {
+        /// The missing CA key.
+        ca_key: PathBuf,
+        /// The keys directory.
+        dir: PathBuf,
+    },
+    /// `ca.key` is not a private key rcgen can sign with.
+    #[error("{path} is not a usable CA key")]
+    CaKey {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: rcgen::Error,
+    },
 }
 
 /// Makes sure `paths` holds a server certificate and key, generating a new set if not.
@@ -190,22 +225,7 @@ pub fn ensure_keys(paths: &KeyPaths, extra_names: &[String]) -> Result<KeysOrigi
         return check_key_present(paths).map(|()| KeysOrigin::Existing);
     }
 
-    fs::create_dir_all(paths.dir()).map_err(|source| KeyError::CreateDir {
-        path: paths.dir().to_owned(),
-        source,
-    })?;
-    let lock_path = paths.lock_file();
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .and_then(|file| file.lock().map(|()| file))
-        .map_err(|source| KeyError::Lock {
-            path: lock_path,
-            source,
-        })?;
-
+    let lock = lock(paths)?;
     // Another process may have finished while we waited for the lock.
     let origin = if paths.server_cert().exists() {
         check_key_present(paths)?;
@@ -230,17 +250,88 @@ pub fn read_or_generate_trust_roots(paths: &KeyPaths) -> Result<Vec<u8>, KeyErro
     read_trust_roots(paths)
 }
 
+/// Makes sure `paths` holds the catalog's client certificate and key, issuing them with
+/// the CA in `ca.key` if they are missing.
+///
+/// Only a directory with nothing to trust (no `ca.pem`, no `cert.pem`) gets a whole new
+/// set; a directory that holds only a CA (a client's mounted secret) is never given a new
+/// one, which would replace the CA that discount's certificate chains to.
+pub fn ensure_client_keys(paths: &KeyPaths) -> Result<KeysOrigin, KeyError> {
+    if paths.client_cert().exists() {
+        return Ok(KeysOrigin::Existing);
+    }
+    if !paths.ca_cert().exists()
+        && !paths.server_cert().exists()
+        && ensure_keys(paths, &[])? == KeysOrigin::Generated
+    {
+        return Ok(KeysOrigin::Generated); // a new set includes the client certificate
+    }
+    let lock = lock(paths)?;
+    let origin = if paths.client_cert().exists() {
+        KeysOrigin::Existing
+    } else {
+        let ca_key_path = paths.ca_key();
+        if !ca_key_path.exists() {
+            return Err(KeyError::NoCaKey {
+                ca_key: ca_key_path,
+                dir: paths.dir().to_owned(),
+            });
+        }
+        let pem = String::from_utf8_lossy(&read(&ca_key_path)?).into_owned();
+        let ca_key = KeyPair::from_pem(&pem).map_err(|source| KeyError::CaKey {
+            path: ca_key_path,
+            source,
+        })?;
+        let ca_pem = read_certificates(&paths.ca_cert())?;
+        let issuer = Issuer::new(ca_params(), ca_key);
+        write_client_keys(paths, &issuer, &String::from_utf8_lossy(&ca_pem))?;
+        sync_dir(paths.dir())?;
+        KeysOrigin::Generated
+    };
+    drop(lock);
+    Ok(origin)
+}
+
+/// Reads and checks the catalog's client certificate chain (`client.pem`) and key
+/// (`client.key`).
+pub fn read_client_identity(paths: &KeyPaths) -> Result<PemIdentity, KeyError> {
+    read_identity(&paths.client_cert(), &paths.client_key())
+}
+
+/// Takes the keys directory's generation lock, creating the directory if needed. The lock
+/// is released when the returned file is dropped.
+fn lock(paths: &KeyPaths) -> Result<File, KeyError> {
+    fs::create_dir_all(paths.dir()).map_err(|source| KeyError::CreateDir {
+        path: paths.dir().to_owned(),
+        source,
+    })?;
+    let lock_path = paths.lock_file();
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .and_then(|file| file.lock().map(|()| file))
+        .map_err(|source| KeyError::Lock {
+            path: lock_path,
+            source,
+        })
+}
+
 /// Reads and checks the server's certificate chain (`cert.pem`) and key (`private.key`).
-pub fn read_server_identity(paths: &KeyPaths) -> Result<ServerIdentity, KeyError> {
-    let cert_chain_pem = read_certificates(&paths.server_cert())?;
-    let key_path = paths.server_key();
-    let private_key_pem = read(&key_path)?;
+pub fn read_server_identity(paths: &KeyPaths) -> Result<PemIdentity, KeyError> {
+    read_identity(&paths.server_cert(), &paths.server_key())
+}
+
+fn read_identity(cert_path: &Path, key_path: &Path) -> Result<PemIdentity, KeyError> {
+    let cert_chain_pem = read_certificates(cert_path)?;
+    let private_key_pem = read(key_path)?;
     PrivateKeyDer::from_pem_slice(&private_key_pem).map_err(|source| KeyError::Pem {
-        path: key_path,
+        path: key_path.to_owned(),
         what: "private key",
         source,
     })?;
-    Ok(ServerIdentity {
+    Ok(PemIdentity {
         cert_chain_pem,
         private_key_pem,
     })
@@ -325,6 +416,7 @@ fn generate(paths: &KeyPaths, extra_names: &[String]) -> Result<(), KeyError> {
     let chain = format!("{}{}", server_cert.pem(), ca_cert.pem());
     write_atomically(&paths.ca_key(), ca_key_pem.as_bytes(), 0o600)?;
     write_atomically(&paths.ca_cert(), ca_cert.pem().as_bytes(), 0o644)?;
+    write_client_keys(paths, &issuer, &ca_cert.pem())?;
     write_atomically(
         &paths.server_key(),
         server_key.serialize_pem().as_bytes(),
@@ -333,6 +425,34 @@ fn generate(paths: &KeyPaths, extra_names: &[String]) -> Result<(), KeyError> {
     // Last: its presence is what tells every reader the set is complete.
     write_atomically(&paths.server_cert(), chain.as_bytes(), 0o644)?;
     sync_dir(paths.dir())
+}
+
+/// Issues the catalog's client certificate with `issuer` and writes `client.key` and
+/// `client.pem` (the certificate, then `ca_pem`).
+fn write_client_keys(
+    paths: &KeyPaths,
+    issuer: &Issuer<'_, KeyPair>,
+    ca_pem: &str,
+) -> Result<(), KeyError> {
+    let mut client = CertificateParams::new(Vec::<String>::new())?;
+    client
+        .distinguished_name
+        .push(DnType::CommonName, "catalog");
+    client.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    client.use_authority_key_identifier_extension = true;
+    let client_key = KeyPair::generate()?;
+    let client_cert = client.signed_by(&client_key, issuer)?;
+    write_atomically(
+        &paths.client_key(),
+        client_key.serialize_pem().as_bytes(),
+        0o600,
+    )?;
+    write_atomically(
+        &paths.client_cert(),
+        format!("{}{ca_pem}", client_cert.pem()).as_bytes(),
+        0o644,
+    )
 }
 
 /// The local CA's parameters. They are kept the same from run to run, so a later version can
@@ -413,6 +533,72 @@ mod tests {
         assert_eq!(chain.len(), 2, "cert.pem holds the leaf then the CA");
         let ca = CertificateDer::from_pem_file(paths.ca_cert()).unwrap();
         assert_eq!(chain[1], ca);
+    }
+
+    #[test]
+    fn a_new_set_has_a_client_certificate_with_a_private_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = KeyPaths::new(dir.path());
+        ensure_keys(&paths, &[]).unwrap();
+        assert_eq!(mode(&paths.client_key()), 0o600);
+        let client = read_client_identity(&paths).unwrap();
+        assert_eq!(
+            CertificateDer::pem_slice_iter(&client.cert_chain_pem).count(),
+            2
+        );
+        assert_eq!(ensure_client_keys(&paths).unwrap(), KeysOrigin::Existing);
+    }
+
+    #[test]
+    fn an_older_set_without_a_client_certificate_gets_one_from_its_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = KeyPaths::new(dir.path());
+        ensure_keys(&paths, &[]).unwrap();
+        fs::remove_file(paths.client_cert()).unwrap();
+        fs::remove_file(paths.client_key()).unwrap();
+        let server_before = fs::read(paths.server_cert()).unwrap();
+
+        assert_eq!(ensure_client_keys(&paths).unwrap(), KeysOrigin::Generated);
+        assert_eq!(
+            fs::read(paths.server_cert()).unwrap(),
+            server_before,
+            "the server's keys stay"
+        );
+        let client = read_client_identity(&paths).unwrap();
+        let chain: Vec<_> = CertificateDer::pem_slice_iter(&client.cert_chain_pem)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            chain[1],
+            CertificateDer::from_pem_file(paths.ca_cert()).unwrap()
+        );
+
+        // Without the CA's key nothing can issue it: a clear error.
+        fs::remove_file(paths.client_cert()).unwrap();
+        fs::remove_file(paths.ca_key()).unwrap();
+        let err = ensure_client_keys(&paths).unwrap_err();
+        assert!(err.to_string().contains("ca.key is missing"), "{err}");
+    }
+
+    #[test]
+    fn a_directory_with_only_a_ca_never_gets_a_new_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = KeyPaths::new(dir.path().join("full"));
+        ensure_keys(&full, &[]).unwrap();
+        let only_ca = KeyPaths::new(dir.path().join("ca-only"));
+        fs::create_dir(only_ca.dir()).unwrap();
+        fs::copy(full.ca_cert(), only_ca.ca_cert()).unwrap();
+
+        let err = ensure_client_keys(&only_ca).unwrap_err();
+        assert!(matches!(err, KeyError::NoCaKey { .. }), "{err}");
+        assert_eq!(
+            fs::read(only_ca.ca_cert()).unwrap(),
+            fs::read(full.ca_cert()).unwrap()
+        );
+        assert_eq!(
+            read_or_generate_trust_roots(&only_ca).unwrap(),
+            fs::read(full.ca_cert()).unwrap()
+        );
     }
 
     #[test]

@@ -23,13 +23,14 @@ pub mod replicas;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ecommerce::keys::PemIdentity;
 use ecommerce::pb;
 use futures_util::{StreamExt, stream};
 use serde::Serialize;
 use tokio::time::Instant;
 use tonic::Code;
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::Certificate;
+use tonic::transport::{Certificate, Identity};
 
 use self::breaker::BreakerSettings;
 use self::replicas::{ChannelSettings, Replica, ReplicaSet};
@@ -53,6 +54,9 @@ pub struct DiscountSettings {
     pub breaker: BreakerSettings,
     /// How often host names in `address` are resolved again.
     pub resolve_interval: Duration,
+    /// The client certificate and key to present, for discount servers that require
+    /// mutual TLS (none: present nothing).
+    pub client_identity: Option<PemIdentity>,
 }
 
 impl DiscountSettings {
@@ -68,6 +72,7 @@ impl DiscountSettings {
             call_timeout,
             breaker: BreakerSettings::default(),
             resolve_interval: Duration::from_secs(5),
+            client_identity: None,
         }
     }
 }
@@ -135,6 +140,10 @@ impl DiscountClient {
         let targets = replicas::parse_targets(&settings.address)?;
         let channel = ChannelSettings {
             trust_roots: Certificate::from_pem(&settings.trust_roots_pem),
+            client_identity: settings
+                .client_identity
+                .as_ref()
+                .map(|id| Identity::from_pem(&id.cert_chain_pem, &id.private_key_pem)),
             // A down or unreachable replica must cost at most one call timeout.
             connect_timeout: settings.call_timeout.max(Duration::from_millis(100)),
             breaker: settings.breaker,

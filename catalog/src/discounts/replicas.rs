@@ -21,7 +21,7 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use ecommerce::pb::discount_client::DiscountClient as GrpcClient;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::SettingsError;
 use super::breaker::{BreakerSettings, CircuitBreaker};
@@ -102,6 +102,8 @@ pub struct Replica {
 pub struct ChannelSettings {
     /// The CA certificates that discount servers must chain to.
     pub trust_roots: Certificate,
+    /// The client certificate to present (mutual TLS), if any.
+    pub client_identity: Option<Identity>,
     /// The longest wait for a TCP connection and TLS handshake.
     pub connect_timeout: Duration,
     /// Settings of each replica's breaker.
@@ -209,9 +211,12 @@ impl ReplicaSet {
         target: &Target,
         addr: SocketAddr,
     ) -> Result<Replica, tonic::transport::Error> {
-        let tls = ClientTlsConfig::new()
+        let mut tls = ClientTlsConfig::new()
             .ca_certificate(self.channel.trust_roots.clone())
             .domain_name(target.host.clone());
+        if let Some(identity) = &self.channel.client_identity {
+            tls = tls.identity(identity.clone());
+        }
         let endpoint = Endpoint::from_shared(format!("https://{addr}"))?
             .tls_config(tls)?
             .connect_timeout(self.channel.connect_timeout)

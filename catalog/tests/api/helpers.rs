@@ -86,13 +86,24 @@ pub async fn spawn_discount_on(keys: &KeyPaths, addr: SocketAddr) -> Running {
     )
 }
 
+/// Starts discount requiring client certificates from `keys`' CA (mutual TLS).
+pub async fn spawn_discount_requiring_client_certs(keys: &KeyPaths) -> Running {
+    let mut config = discount::Config::new(keys::read_server_identity(keys).expect("identity"));
+    config.client_ca_pem = Some(keys::read_trust_roots(keys).expect("CA"));
+    serve_discount_with(config, loopback_listener().await)
+}
+
 fn serve_discount(keys: &KeyPaths, listener: TcpListener) -> Running {
+    let identity = keys::read_server_identity(keys).expect("identity");
+    serve_discount_with(discount::Config::new(identity), listener)
+}
+
+fn serve_discount_with(config: discount::Config, listener: TcpListener) -> Running {
     ecommerce::install_crypto_provider();
     let addr = listener.local_addr().unwrap();
-    let identity = keys::read_server_identity(keys).expect("identity");
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(async move {
-        discount::run(listener, discount::Config::new(identity), async {
+        discount::run(listener, config, async {
             let _ = stopped.await;
         })
         .await

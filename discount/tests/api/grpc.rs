@@ -128,7 +128,7 @@ async fn a_key_that_does_not_match_the_certificate_is_refused_at_start() {
 
 #[tokio::test]
 async fn shutdown_is_bounded_even_when_a_connected_client_stops_responding() {
-    let mut server = start_with(loopback().await, |config| {
+    let mut server = start_with(loopback().await, |config, _| {
         config.drain_timeout = std::time::Duration::from_millis(500);
     })
     .await;

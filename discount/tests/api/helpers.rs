@@ -9,7 +9,7 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// A discount service running in this test's runtime, with keys in a temporary directory.
 pub struct Server {
@@ -37,17 +37,18 @@ impl Server {
     }
 }
 
-/// Starts discount on `listener`, with `configure` applied to the default config.
+/// Starts discount on `listener`, with `configure` applied to the default config (it also
+/// gets the paths of the server's keys).
 pub async fn start_with(
     listener: TcpListener,
-    configure: impl FnOnce(&mut discount::Config),
+    configure: impl FnOnce(&mut discount::Config, &KeyPaths),
 ) -> Server {
     ecommerce::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let keys = KeyPaths::new(dir.path());
     keys::ensure_keys(&keys, &[]).unwrap();
     let mut config = discount::Config::new(keys::read_server_identity(&keys).unwrap());
-    configure(&mut config);
+    configure(&mut config, &keys);
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(discount::run(listener, config, async {
@@ -64,7 +65,7 @@ pub async fn start_with(
 
 /// Starts discount on `listener` with the default config.
 pub async fn start_on(listener: TcpListener) -> Server {
-    start_with(listener, |_| {}).await
+    start_with(listener, |_, _| {}).await
 }
 
 /// Starts discount on a loopback port the OS picks.
@@ -79,11 +80,24 @@ pub async fn loopback() -> TcpListener {
 
 /// A TLS channel to `uri`, trusting `trust`'s CA, connected now.
 pub async fn channel(uri: String, trust: &KeyPaths) -> Result<Channel, tonic::transport::Error> {
+    channel_as(uri, trust, None).await
+}
+
+/// A TLS channel to `uri`, trusting `trust`'s CA and presenting `identity` (mutual TLS).
+pub async fn channel_as(
+    uri: String,
+    trust: &KeyPaths,
+    identity: Option<&keys::PemIdentity>,
+) -> Result<Channel, tonic::transport::Error> {
     let ca = Certificate::from_pem(keys::read_trust_roots(trust).unwrap());
-    Endpoint::from_shared(uri)?
-        .tls_config(ClientTlsConfig::new().ca_certificate(ca))?
-        .connect()
-        .await
+    let mut tls = ClientTlsConfig::new().ca_certificate(ca);
+    if let Some(identity) = identity {
+        tls = tls.identity(Identity::from_pem(
+            &identity.cert_chain_pem,
+            &identity.private_key_pem,
+        ));
+    }
+    Endpoint::from_shared(uri)?.tls_config(tls)?.connect().await
 }
 
 /// A discount client for `uri`, trusting `trust`'s CA, connected now.

@@ -2,4 +2,6 @@
 
 mod grpc;
 mod helpers;
+mod hostile;
+mod mtls;
 mod operability;

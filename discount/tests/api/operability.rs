@@ -128,7 +128,7 @@ async fn reflection_v1alpha_answers_older_tools() {
 async fn plaintext_health_turns_not_serving_at_shutdown_while_calls_still_succeed() {
     let health_listener = loopback().await;
     let health_addr = health_listener.local_addr().unwrap();
-    let mut server = start_with(loopback().await, |config| {
+    let mut server = start_with(loopback().await, |config, _| {
         config.health_listener = Some(health_listener);
         config.shutdown_delay = Duration::from_millis(500);
     })
@@ -188,7 +188,7 @@ async fn scrape(addr: std::net::SocketAddr, accept: &str) -> (String, String) {
 async fn metrics_count_every_call_by_method_and_status_code() {
     let metrics_listener = loopback().await;
     let metrics_addr = metrics_listener.local_addr().unwrap();
-    let server = start_with(loopback().await, |config| {
+    let server = start_with(loopback().await, |config, _| {
         config.metrics_listener = Some(metrics_listener);
     })
     .await;

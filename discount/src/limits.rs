@@ -1,0 +1,82 @@
+//! The request size limit, and the status code it is reported with.
+//!
+//! A `DiscountRequest` is a few hundred bytes, so the server refuses messages over
+//! [`MAX_REQUEST_BYTES`] before decoding them (tonic's default is 4 MiB). tonic reports such
+//! a message as `OUT_OF_RANGE`, but the gRPC specification, and the Go and Java
+//! implementations, use `RESOURCE_EXHAUSTED` for a message larger than the receiver allows.
+//! [`OversizeStatusLayer`] rewrites exactly that case, recognised by tonic's message, so
+//! clients in any language see the code they expect.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::HeaderValue;
+use tonic::Code;
+
+/// The largest request message discount decodes.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// The start of tonic's message for a message over the decoding limit.
+const TONIC_TOO_LARGE: &str = "Error, decoded message length too large";
+
+/// Rewrites tonic's `OUT_OF_RANGE` for an oversized message to `RESOURCE_EXHAUSTED`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OversizeStatusLayer;
+
+impl<S> tower::Layer<S> for OversizeStatusLayer {
+    type Service = OversizeStatus<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        OversizeStatus { inner }
+    }
+}
+
+/// The service [`OversizeStatusLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct OversizeStatus<S> {
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for OversizeStatus<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = response.await?;
+            // The decode error comes before the handler runs: a trailers-only response,
+            // with the status in its headers.
+            let headers = response.headers_mut();
+            let out_of_range = headers.get("grpc-status").map(|v| v.as_bytes())
+                == Some((Code::OutOfRange as i32).to_string().as_bytes());
+            let too_large = headers
+                .get("grpc-message")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|m| percent_decoded_starts_with(m, TONIC_TOO_LARGE));
+            if out_of_range && too_large {
+                headers.insert(
+                    "grpc-status",
+                    HeaderValue::from(Code::ResourceExhausted as i32),
+                );
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// `grpc-message` is percent-encoded: spaces and commas arrive as `%20` and `%2C`.
+fn percent_decoded_starts_with(message: &str, prefix: &str) -> bool {
+    let decoded = message.replace("%20", " ").replace("%2C", ",");
+    decoded.starts_with(prefix)
+}
