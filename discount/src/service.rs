@@ -77,12 +77,12 @@ mod tests {
         fn random_bytes_never_panic_the_decoder_or_the_rule(
             bytes in proptest::collection::vec(any::<u8>(), 0..512),
         ) {
-            if let Ok(request) = DiscountRequest::decode(&bytes[..]) {
-                if let Some(product) = request.product {
-                    let price = product.price_in_cents;
-                    let priced = pricing::apply(request.customer.map(|c| c.id), product);
-                    prop_assert_eq!(priced.price_in_cents, price);
-                }
+            if let Ok(request) = DiscountRequest::decode(&bytes[..])
+                && let Some(product) = request.product
+            {
+                let price = product.price_in_cents;
+                let priced = pricing::apply(request.customer.map(|c| c.id), product);
+                prop_assert_eq!(priced.price_in_cents, price);
             }
         }
     }
