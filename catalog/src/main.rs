@@ -8,7 +8,7 @@ use catalog::config::{Cli, Command, ServeArgs};
 use catalog::data::Catalog;
 use catalog::discounts::DiscountClient;
 use clap::Parser;
-use ecommerce::keys::{self, KeyPaths};
+use ecommerce::keys::{self, CertificateUse, KeyPaths};
 use ecommerce::{listener, shutdown, telemetry};
 
 fn main() -> anyhow::Result<()> {
@@ -40,7 +40,10 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot prepare TLS keys in {}", paths.dir().display()))?;
     let client_identity = if args.client_cert {
         keys::ensure_client_keys(&paths)?;
-        Some(keys::read_client_identity(&paths)?)
+        let identity = keys::read_client_identity(&paths)?;
+        let path = paths.client_cert();
+        keys::verify_identity(&identity, &trust_roots_pem, CertificateUse::Client, &path)?;
+        Some(identity)
     } else {
         None
     };

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::Parser;
 use discount::config::{Cli, Command, ServeArgs};
-use ecommerce::keys::{self, KeyPaths, KeysOrigin};
+use ecommerce::keys::{self, CertificateUse, KeyPaths, KeysOrigin};
 use ecommerce::{listener, shutdown, telemetry};
 
 fn main() -> anyhow::Result<()> {
@@ -59,6 +59,12 @@ async fn serve(args: &ServeArgs, paths: &KeyPaths, tls_names: &[String]) -> anyh
     let stop = shutdown::signal();
     prepare_keys(paths, tls_names)?;
     let identity = keys::read_server_identity(paths)?;
+    // Expired, or not from this directory's CA: say so now, not in every client's logs.
+    // (A directory with no ca.pem, as the old openssl step made, is not checked.)
+    if paths.ca_cert().exists() {
+        let ca = keys::read_trust_roots(paths)?;
+        keys::verify_identity(&identity, &ca, CertificateUse::Server, &paths.server_cert())?;
+    }
 
     let listener = match args.bind {
         Some(ip) => listener::bind(SocketAddr::new(ip, args.port)),

@@ -216,3 +216,111 @@ fn json_logs_are_one_object_per_line() {
     assert!(entry["fields"]["address"].as_str().is_some(), "{line}");
     assert_eq!(process.terminate().code(), Some(0));
 }
+
+#[test]
+fn a_private_key_readable_by_others_stops_start_up_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = KeyPaths::new(dir.path());
+    keys::ensure_keys(&paths, &[]).unwrap();
+    std::fs::set_permissions(paths.server_key(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut command = discount();
+    command.args(["0", "--keys-dir"]).arg(dir.path());
+    let (status, _, stderr) = run_to_end(command);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("private.key is readable or writable by other users"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+}
+
+#[test]
+fn a_certificate_from_another_ca_stops_start_up_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, other) = (
+        KeyPaths::new(dir.path().join("a")),
+        KeyPaths::new(dir.path().join("b")),
+    );
+    keys::ensure_keys(&ours, &[]).unwrap();
+    keys::ensure_keys(&other, &[]).unwrap();
+    std::fs::copy(other.ca_cert(), ours.ca_cert()).unwrap();
+    let mut command = discount();
+    command.args(["0", "--keys-dir"]).arg(ours.dir());
+    let (status, _, stderr) = run_to_end(command);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("not issued by the CA this directory trusts"),
+        "{stderr}"
+    );
+}
+
+// Multi-threaded: the TLS client keeps running while this thread reads the process's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_on_the_tls_port_is_refused_logged_and_disturbs_no_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = discount();
+    command.args(["0", "--keys-dir"]).arg(dir.path());
+    let mut process = ServiceProcess::spawn(command);
+    let port = process.wait_until_listening().port();
+
+    // A gRPC client over TLS, connected before and used after.
+    ecommerce::install_crypto_provider();
+    let paths = KeyPaths::new(dir.path());
+    let ca = Certificate::from_pem(keys::read_trust_roots(&paths).unwrap());
+    let channel = Endpoint::from_shared(format!("https://localhost:{port}"))
+        .unwrap()
+        .tls_config(ClientTlsConfig::new().ca_certificate(ca))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    for plaintext in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        stream.write_all(plaintext).await.unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stream.read_to_end(&mut answer),
+        )
+        .await;
+        assert!(read.is_ok(), "the plaintext connection was left hanging");
+        assert!(
+            !String::from_utf8_lossy(&answer).contains("HTTP/"),
+            "answered in plaintext"
+        );
+    }
+    process.wait_for_line("tls accept error");
+
+    let response = DiscountClient::new(channel)
+        .apply_discount(DiscountRequest {
+            customer: Some(Customer {
+                id: 1,
+                ..Default::default()
+            }),
+            product: Some(Product {
+                id: 1,
+                price_in_cents: 100,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("the TLS client is still served");
+    assert_eq!(
+        response
+            .into_inner()
+            .product
+            .unwrap()
+            .discount_value
+            .unwrap()
+            .value_in_cents,
+        90
+    );
+    assert_eq!(process.terminate().code(), Some(0));
+}

@@ -202,6 +202,24 @@ pub enum KeyError {
         /// The keys directory.
         dir: PathBuf,
     },
+    /// A private key file that other users may read or write.
+    #[error(
+        "{path} is readable or writable by other users (mode {mode:03o}); private keys must not be: run `chmod 600 {path}`"
+    )]
+    Exposed {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A certificate that does not chain to the CA, has expired, or is not valid yet.
+    #[error("{path}: the certificate is not valid: {reason}")]
+    Invalid {
+        /// The certificate file.
+        path: PathBuf,
+        /// What is wrong, in words.
+        reason: String,
+    },
     /// `ca.key` is not a private key rcgen can sign with.
     #[error("{path} is not a usable CA key")]
     CaKey {
@@ -277,7 +295,7 @@ pub fn ensure_client_keys(paths: &KeyPaths) -> Result<KeysOrigin, KeyError> {
                 dir: paths.dir().to_owned(),
             });
         }
-        let pem = String::from_utf8_lossy(&read(&ca_key_path)?).into_owned();
+        let pem = String::from_utf8_lossy(&read_private(&ca_key_path)?).into_owned();
         let ca_key = KeyPair::from_pem(&pem).map_err(|source| KeyError::CaKey {
             path: ca_key_path,
             source,
@@ -325,7 +343,7 @@ pub fn read_server_identity(paths: &KeyPaths) -> Result<PemIdentity, KeyError> {
 
 fn read_identity(cert_path: &Path, key_path: &Path) -> Result<PemIdentity, KeyError> {
     let cert_chain_pem = read_certificates(cert_path)?;
-    let private_key_pem = read(key_path)?;
+    let private_key_pem = read_private(key_path)?;
     PrivateKeyDer::from_pem_slice(&private_key_pem).map_err(|source| KeyError::Pem {
         path: key_path.to_owned(),
         what: "private key",
@@ -365,6 +383,98 @@ fn read_certificates(path: &Path) -> Result<Vec<u8>, KeyError> {
         return Err(pem_error(pem::Error::NoItemsFound));
     }
     Ok(bytes)
+}
+
+/// What a certificate is checked for by [`verify_identity`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateUse {
+    /// A TLS server's certificate (discount's).
+    Server,
+    /// A TLS client's certificate (the catalog's, for mutual TLS).
+    Client,
+}
+
+/// Checks, at start-up, what peers would otherwise find out one handshake at a time: that
+/// `identity`'s certificate (read from `path`) chains to a certificate in `trust_roots_pem`,
+/// is valid now, and may be used as `usage`. A key that does not match its certificate is
+/// caught separately, by rustls, when the TLS configuration is built.
+pub fn verify_identity(
+    identity: &PemIdentity,
+    trust_roots_pem: &[u8],
+    usage: CertificateUse,
+    path: &Path,
+) -> Result<(), KeyError> {
+    let invalid = |reason: String| KeyError::Invalid {
+        path: path.to_owned(),
+        reason,
+    };
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(&identity.cert_chain_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| invalid(format!("unreadable: {e}")))?;
+    let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(trust_roots_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| invalid(format!("the CA is unreadable: {e}")))?;
+    let anchors: Vec<_> = roots
+        .iter()
+        .filter_map(|root| webpki::anchor_from_trusted_cert(root).ok())
+        .collect();
+    let (leaf, intermediates) = chain
+        .split_first()
+        .ok_or_else(|| invalid("there is no certificate".into()))?;
+    let leaf = webpki::EndEntityCert::try_from(leaf).map_err(|e| invalid(format!("{e:?}")))?;
+    let algorithms = rustls::crypto::ring::default_provider()
+        .signature_verification_algorithms
+        .all;
+    let usage = match usage {
+        CertificateUse::Server => webpki::KeyUsage::server_auth(),
+        CertificateUse::Client => webpki::KeyUsage::client_auth(),
+    };
+    leaf.verify_for_usage(
+        algorithms,
+        &anchors,
+        intermediates,
+        rustls_pki_types::UnixTime::now(),
+        usage,
+        None,
+        None,
+    )
+    .map(|_| ())
+    .map_err(|e| {
+        invalid(match e {
+            webpki::Error::CertExpired { .. } => "it has expired".into(),
+            webpki::Error::CertNotValidYet { .. } => "it is not valid yet".into(),
+            // Every CA this project generates has the same name, so another one of ours is
+            // found by name and then fails the signature check.
+            webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey => {
+                "it was not issued by the CA this directory trusts (ca.pem)".into()
+            }
+            webpki::Error::RequiredEkuNotFoundContext(_) => {
+                "it may not be used for this (extended key usage)".into()
+            }
+            other => format!("{other:?}"),
+        })
+    })
+}
+
+/// Reads a private key file, refusing one that other users may read or write. Group read
+/// is allowed: Kubernetes mounts Secrets group-readable for the pod's group (`fsGroup`).
+fn read_private(path: &Path) -> Result<Vec<u8>, KeyError> {
+    let mode = fs::metadata(path)
+        .map_err(|source| KeyError::Read {
+            path: path.to_owned(),
+            source,
+        })?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o007 != 0 {
+        return Err(KeyError::Exposed {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    read(path)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
@@ -599,6 +709,90 @@ mod tests {
             read_or_generate_trust_roots(&only_ca).unwrap(),
             fs::read(full.ca_cert()).unwrap()
         );
+    }
+
+    #[test]
+    fn a_private_key_others_can_read_is_refused_and_group_read_is_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = KeyPaths::new(dir.path());
+        ensure_keys(&paths, &[]).unwrap();
+        fs::set_permissions(paths.server_key(), Permissions::from_mode(0o640)).unwrap();
+        read_server_identity(&paths).expect("group read is allowed (Kubernetes fsGroup)");
+        fs::set_permissions(paths.server_key(), Permissions::from_mode(0o644)).unwrap();
+        let err = read_server_identity(&paths).unwrap_err().to_string();
+        assert!(
+            err.contains("readable or writable by other users (mode 644)"),
+            "{err}"
+        );
+        assert!(err.contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn generated_identities_verify_against_their_ca_for_their_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = KeyPaths::new(dir.path());
+        ensure_keys(&paths, &[]).unwrap();
+        let ca = fs::read(paths.ca_cert()).unwrap();
+        let server = read_server_identity(&paths).unwrap();
+        let client = read_client_identity(&paths).unwrap();
+        verify_identity(&server, &ca, CertificateUse::Server, &paths.server_cert()).unwrap();
+        verify_identity(&client, &ca, CertificateUse::Client, &paths.client_cert()).unwrap();
+        let err = verify_identity(&client, &ca, CertificateUse::Server, &paths.client_cert())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("extended key usage"), "{err}");
+    }
+
+    #[test]
+    fn a_certificate_from_another_ca_or_expired_is_invalid_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ours, other) = (
+            KeyPaths::new(dir.path().join("a")),
+            KeyPaths::new(dir.path().join("b")),
+        );
+        ensure_keys(&ours, &[]).unwrap();
+        ensure_keys(&other, &[]).unwrap();
+        let server = read_server_identity(&ours).unwrap();
+        let other_ca = fs::read(other.ca_cert()).unwrap();
+        let err = verify_identity(
+            &server,
+            &other_ca,
+            CertificateUse::Server,
+            &ours.server_cert(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("cert.pem: the certificate is not valid: it was not issued by the CA"),
+            "{err}"
+        );
+
+        // An expired certificate, signed by a CA made for the purpose.
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_params = ca_params();
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        leaf.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        leaf.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        let leaf_key = KeyPair::generate().unwrap();
+        let expired = PemIdentity {
+            cert_chain_pem: leaf
+                .signed_by(&leaf_key, &issuer)
+                .unwrap()
+                .pem()
+                .into_bytes(),
+            private_key_pem: leaf_key.serialize_pem().into_bytes(),
+        };
+        let err = verify_identity(
+            &expired,
+            ca_cert.pem().as_bytes(),
+            CertificateUse::Server,
+            Path::new("cert.pem"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.ends_with("it has expired"), "{err}");
     }
 
     #[test]

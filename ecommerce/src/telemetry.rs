@@ -15,12 +15,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// What is logged when `RUST_LOG` is not set: `info`, and tonic's failed TLS handshakes,
+/// which tonic logs at `debug` (a plaintext client on the TLS port, an untrusted client
+/// certificate). They are worth seeing by default; `RUST_LOG` replaces all of this.
+pub const DEFAULT_FILTER: &str = "info,tonic::transport::server::io_stream=debug";
+
 /// Installs the global `tracing` subscriber, writing to stderr. `RUST_LOG` filters
-/// (default `info`).
+/// (default [`DEFAULT_FILTER`]).
 ///
 /// Call once, from `main`. Tests leave it alone so that their output stays quiet.
 pub fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

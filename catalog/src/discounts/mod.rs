@@ -290,12 +290,16 @@ fn classify(status: &tonic::Status) -> CallError {
 }
 
 /// "message: cause: cause", the way transport failures (TLS, refused) are explained.
+/// tonic and hyper often repeat a cause's text in its wrapper's; each text appears once.
 fn error_chain(status: &tonic::Status) -> String {
     let mut text = status.message().to_owned();
     let mut source = std::error::Error::source(status);
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text

@@ -1,0 +1,27 @@
+# Sourced by scripts that need Python tools from PyPI.
+
+# as_root COMMAND…: runs COMMAND as root (directly, or through sudo).
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# apt_install PACKAGE…: installs Debian packages, quietly.
+apt_install() {
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# python_venv DIR CHECK PACKAGE…: makes sure DIR is a virtual environment in which the
+# Python statement CHECK runs, installing PACKAGE… (pip arguments) if it does not. Installs
+# Python 3 and venv with apt on a machine that lacks them.
+python_venv() {
+    local dir=$1 check=$2
+    shift 2
+    if "$dir/bin/python" -c "$check" 2>/dev/null; then
+        return
+    fi
+    echo "installing $* into $dir"
+    command -v python3 >/dev/null || apt_install python3 python3-venv
+    python3 -m venv "$dir" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$dir"; }
+    "$dir/bin/python" -m pip install -q --disable-pip-version-check "$@"
+}
