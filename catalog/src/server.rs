@@ -1,5 +1,10 @@
 //! The catalog's HTTP server: accepts connections on a listener we are handed, serves
 //! HTTP/1.1 and HTTP/2 (h2c) with hyper, and drains on shutdown.
+//!
+//! Against clients that hold resources without using them: at most
+//! [`Config::max_connections`] connections at once; a connection must send its first byte,
+//! and then each request's headers, within [`Config::header_read_timeout`]; request heads
+//! over 16 KiB get 431.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,9 +30,11 @@ pub struct Config {
     pub catalog: Catalog,
     /// The discount service, already configured.
     pub discounts: DiscountClient,
-    /// How long a client may take to send a request's headers. hyper applies this only
-    /// when it has a timer, which [`run`] gives it; without both, a client that trickles
-    /// headers (slowloris) holds a connection forever.
+    /// How long a client may take to send a request's headers, and, on a new connection,
+    /// its first byte. hyper applies the first only when it has a timer, which [`run`] gives
+    /// it, and starts it at the first byte; [`run`] times the wait for that byte itself.
+    /// Without both, a client that trickles headers (slowloris) or sends nothing holds a
+    /// connection forever.
     pub header_read_timeout: Duration,
     /// How long in-flight requests may run after the shutdown signal.
     pub drain_timeout: Duration,

@@ -8,6 +8,10 @@
 //! - gRPC server reflection (v1 and v1alpha), so `grpcurl`-style tools can list and call
 //!   the service without the `.proto`.
 //!
+//! With [`Config::client_ca_pem`], the TLS port requires client certificates (mutual TLS).
+//! Request messages over [`crate::limits::MAX_REQUEST_BYTES`] are refused with
+//! RESOURCE_EXHAUSTED before they are decoded.
+//!
 //! Kubernetes' built-in gRPC probes speak plaintext only, so [`Config::health_listener`] can
 //! serve the health service alone, without TLS, on a port of its own. The metrics have a
 //! plaintext listener of their own too ([`Config::metrics_listener`]).

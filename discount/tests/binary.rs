@@ -15,6 +15,45 @@ fn discount() -> Command {
     Command::new(env!("CARGO_BIN_EXE_discount"))
 }
 
+/// A gRPC client of the discount on `port`, over TLS, trusting the CA in `paths`.
+async fn tls_client(port: u16, paths: &KeyPaths) -> DiscountClient<tonic::transport::Channel> {
+    ecommerce::install_crypto_provider();
+    let ca = Certificate::from_pem(keys::read_trust_roots(paths).unwrap());
+    let channel = Endpoint::from_shared(format!("https://localhost:{port}"))
+        .unwrap()
+        .tls_config(ClientTlsConfig::new().ca_certificate(ca))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connects over TLS");
+    DiscountClient::new(channel)
+}
+
+/// ApplyDiscount for customer 1 and a product at `price`; the discounted price.
+async fn discounted(client: &mut DiscountClient<tonic::transport::Channel>, price: i32) -> i32 {
+    let response = client
+        .apply_discount(DiscountRequest {
+            customer: Some(Customer {
+                id: 1,
+                ..Default::default()
+            }),
+            product: Some(Product {
+                id: 1,
+                price_in_cents: price,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("answers")
+        .into_inner();
+    response
+        .product
+        .unwrap()
+        .discount_value
+        .unwrap()
+        .value_in_cents
+}
+
 #[test]
 fn help_explains_the_port_and_the_keys() {
     let mut command = discount();
@@ -53,39 +92,8 @@ async fn starts_with_no_keys_creates_them_private_answers_over_tls_and_stops_on_
     }
     assert!(process.log_text().contains("generated a local CA"));
 
-    ecommerce::install_crypto_provider();
-    let ca = Certificate::from_pem(keys::read_trust_roots(&paths).unwrap());
-    let channel = Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
-        .unwrap()
-        .tls_config(ClientTlsConfig::new().ca_certificate(ca))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connects over TLS");
-    let response = DiscountClient::new(channel)
-        .apply_discount(DiscountRequest {
-            customer: Some(Customer {
-                id: 1,
-                ..Default::default()
-            }),
-            product: Some(Product {
-                id: 1,
-                price_in_cents: 99999,
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("answers")
-        .into_inner();
-    assert_eq!(
-        response
-            .product
-            .unwrap()
-            .discount_value
-            .unwrap()
-            .value_in_cents,
-        89999
-    );
+    let mut client = tls_client(addr.port(), &paths).await;
+    assert_eq!(discounted(&mut client, 99999).await, 89999);
 
     let status = process.terminate();
     assert_eq!(status.code(), Some(0), "log: {}", process.log_text());
@@ -265,16 +273,8 @@ async fn plaintext_on_the_tls_port_is_refused_logged_and_disturbs_no_one() {
     let port = process.wait_until_listening().port();
 
     // A gRPC client over TLS, connected before and used after.
-    ecommerce::install_crypto_provider();
     let paths = KeyPaths::new(dir.path());
-    let ca = Certificate::from_pem(keys::read_trust_roots(&paths).unwrap());
-    let channel = Endpoint::from_shared(format!("https://localhost:{port}"))
-        .unwrap()
-        .tls_config(ClientTlsConfig::new().ca_certificate(ca))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let mut client = tls_client(port, &paths).await;
 
     for plaintext in [
         &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
@@ -298,29 +298,7 @@ async fn plaintext_on_the_tls_port_is_refused_logged_and_disturbs_no_one() {
     }
     process.wait_for_line("tls accept error");
 
-    let response = DiscountClient::new(channel)
-        .apply_discount(DiscountRequest {
-            customer: Some(Customer {
-                id: 1,
-                ..Default::default()
-            }),
-            product: Some(Product {
-                id: 1,
-                price_in_cents: 100,
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("the TLS client is still served");
-    assert_eq!(
-        response
-            .into_inner()
-            .product
-            .unwrap()
-            .discount_value
-            .unwrap()
-            .value_in_cents,
-        90
-    );
+    // The TLS client connected before is still served.
+    assert_eq!(discounted(&mut client, 100).await, 90);
     assert_eq!(process.terminate().code(), Some(0));
 }
