@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use ecommerce::keys::{PemIdentity, default_keys_dir};
+use ecommerce::shutdown::DelayArgs;
 use ecommerce::telemetry::LogFormat;
 
 use crate::discounts::DiscountSettings;
@@ -137,16 +138,9 @@ pub struct ServeArgs {
     )]
     pub max_connections: u32,
 
-    /// On SIGTERM, keep serving this long with /readyz at 503 before closing the listener,
-    /// so a load balancer stops sending requests first (Kubernetes: a few seconds).
-    #[arg(
-        long = "shutdown-delay-ms",
-        env = "SHUTDOWN_DELAY_MS",
-        value_name = "MS",
-        default_value_t = 0,
-        value_parser = clap::value_parser!(u64).range(0..=300_000)
-    )]
-    pub shutdown_delay_ms: u64,
+    /// How long to keep serving, not ready, after SIGTERM.
+    #[command(flatten)]
+    pub shutdown: DelayArgs,
 }
 
 impl ServeArgs {

@@ -1,7 +1,6 @@
 //! `catalog [PORT]`: see `catalog --help`.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::Context;
 use catalog::config::{Cli, Command, ServeArgs};
@@ -64,7 +63,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     );
 
     let mut config = catalog::Config::new(data, discounts);
-    config.shutdown_delay = Duration::from_millis(args.shutdown_delay_ms);
+    config.shutdown_delay = args.shutdown.delay();
     config.max_connections = args.max_connections as usize;
     catalog::run(listener, config, stop).await?;
     Ok(())

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use ecommerce::keys::default_keys_dir;
+use ecommerce::shutdown::DelayArgs;
 use ecommerce::telemetry::LogFormat;
 
 /// The discount gRPC service: gives customer 1 ten percent off, over TLS only.
@@ -69,16 +70,9 @@ pub struct ServeArgs {
     #[arg(long, env = "DISCOUNT_METRICS_LISTEN", value_name = "IP:PORT")]
     pub metrics_listen: Option<SocketAddr>,
 
-    /// On SIGTERM, report NOT_SERVING and keep serving this long before closing the
-    /// listener, so load balancers and health watchers move away first.
-    #[arg(
-        long = "shutdown-delay-ms",
-        env = "SHUTDOWN_DELAY_MS",
-        value_name = "MS",
-        default_value_t = 0,
-        value_parser = clap::value_parser!(u64).range(0..=300_000)
-    )]
-    pub shutdown_delay_ms: u64,
+    /// How long to keep serving, not ready, after SIGTERM.
+    #[command(flatten)]
+    pub shutdown: DelayArgs,
 }
 
 /// What else the binary can do.

@@ -77,7 +77,7 @@ async fn serve(args: &ServeArgs, paths: &KeyPaths, tls_names: &[String]) -> anyh
     }
     config.health_listener = bind_optional(args.health_listen, "--health-listen")?;
     config.metrics_listener = bind_optional(args.metrics_listen, "--metrics-listen")?;
-    config.shutdown_delay = std::time::Duration::from_millis(args.shutdown_delay_ms);
+    config.shutdown_delay = args.shutdown.delay();
 
     discount::run(listener, config, stop).await?;
     Ok(())

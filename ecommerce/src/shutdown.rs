@@ -2,6 +2,7 @@
 //! runtimes and Kubernetes ask a process to stop.
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::signal::unix::{self, Signal, SignalKind};
 
@@ -36,5 +37,28 @@ async fn received(signal: Option<Signal>) {
             signal.recv().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+/// The `--shutdown-delay-ms` option of both services.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DelayArgs {
+    /// On SIGTERM, report not ready (discount: health NOT_SERVING; catalog: /readyz 503)
+    /// and keep serving this long before closing the listener, so that load balancers stop
+    /// sending requests first (Kubernetes: a few seconds).
+    #[arg(
+        long = "shutdown-delay-ms",
+        env = "SHUTDOWN_DELAY_MS",
+        value_name = "MS",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u64).range(0..=300_000)
+    )]
+    pub shutdown_delay_ms: u64,
+}
+
+impl DelayArgs {
+    /// The delay as a duration.
+    pub fn delay(&self) -> Duration {
+        Duration::from_millis(self.shutdown_delay_ms)
     }
 }
