@@ -15,7 +15,10 @@
 //! until each call fails.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
@@ -110,11 +113,27 @@ pub struct ChannelSettings {
     pub breaker: BreakerSettings,
 }
 
+/// How a host name becomes addresses: the system resolver, or a fake in tests.
+type Lookup = dyn Fn(String, u16) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send>>
+    + Send
+    + Sync;
+
+fn system_lookup(
+    host: String,
+    port: u16,
+) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send>> {
+    Box::pin(async move {
+        Ok(tokio::net::lookup_host((host.as_str(), port))
+            .await?
+            .collect())
+    })
+}
+
 /// The current replicas, and how to find them again.
-#[derive(Debug)]
 pub struct ReplicaSet {
     targets: Vec<Target>,
     channel: ChannelSettings,
+    lookup: Box<Lookup>,
     /// Swapped whole on each resolution; calls take a cheap snapshot.
     current: RwLock<Arc<[Arc<Replica>]>>,
     /// Round-robin position.
@@ -125,9 +144,18 @@ impl ReplicaSet {
     /// Resolves `targets` once and returns the set. A target that does not resolve yet is
     /// logged and tried again by [`spawn_refresh`]: the catalog starts anyway.
     pub async fn resolve(targets: Vec<Target>, channel: ChannelSettings) -> Arc<Self> {
+        Self::resolve_with(targets, channel, Box::new(system_lookup)).await
+    }
+
+    async fn resolve_with(
+        targets: Vec<Target>,
+        channel: ChannelSettings,
+        lookup: Box<Lookup>,
+    ) -> Arc<Self> {
         let set = Arc::new(Self {
             targets,
             channel,
+            lookup,
             current: RwLock::new(Arc::from(Vec::new())),
             next: AtomicUsize::new(0),
         });
@@ -165,8 +193,8 @@ impl ReplicaSet {
         for target in &self.targets {
             let addrs: Vec<SocketAddr> = match target.ip() {
                 Some(ip) => vec![SocketAddr::new(ip, target.port)],
-                None => match tokio::net::lookup_host((target.host.as_str(), target.port)).await {
-                    Ok(addrs) => addrs.collect(),
+                None => match (self.lookup)(target.host.clone(), target.port).await {
+                    Ok(addrs) => addrs,
                     Err(error) => {
                         tracing::warn!(host = %target.host, %error, "cannot resolve the discount service; keeping its previous addresses");
                         old.iter()
@@ -241,6 +269,15 @@ impl ReplicaSet {
     }
 }
 
+impl std::fmt::Debug for ReplicaSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaSet")
+            .field("targets", &self.targets)
+            .field("replicas", &self.replicas())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Resolves the names of `set` again every `every`, until the set is dropped.
 pub fn spawn_refresh(set: &Arc<ReplicaSet>, every: Duration) {
     if !set.has_names() {
@@ -262,6 +299,7 @@ pub fn spawn_refresh(set: &Arc<ReplicaSet>, every: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::discounts::breaker::BreakerSettings;
 
     #[test]
     fn the_list_takes_host_port_and_https_entries() {
@@ -277,6 +315,67 @@ mod tests {
                 ("10.0.0.1", 8)
             ]
         );
+    }
+
+    /// A resolver whose answer the test sets: addresses, or an error.
+    #[derive(Clone, Default)]
+    struct FakeDns(Arc<std::sync::Mutex<Option<Vec<SocketAddr>>>>);
+
+    impl FakeDns {
+        fn answer(&self, addrs: Option<&[&str]>) {
+            *self.0.lock().unwrap() = addrs.map(|a| a.iter().map(|x| x.parse().unwrap()).collect());
+        }
+
+        fn lookup(&self) -> Box<Lookup> {
+            let dns = self.clone();
+            Box::new(move |_host, _port| {
+                let answer = dns.0.lock().unwrap().clone();
+                Box::pin(async move { answer.ok_or_else(|| io::Error::other("no such host")) })
+            })
+        }
+    }
+
+    fn addrs(set: &ReplicaSet) -> Vec<String> {
+        set.replicas().iter().map(|r| r.addr.to_string()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn names_are_resolved_again_and_replicas_come_and_go_keeping_their_state() {
+        ecommerce::install_crypto_provider();
+        let dns = FakeDns::default();
+        dns.answer(Some(&["10.0.0.1:11443", "10.0.0.2:11443"]));
+        let channel = ChannelSettings {
+            trust_roots: Certificate::from_pem(b""),
+            client_identity: None,
+            connect_timeout: Duration::from_millis(100),
+            breaker: BreakerSettings {
+                failure_threshold: 1,
+                cool_down: Duration::from_secs(60),
+            },
+        };
+        let targets = parse_targets("discount.example:11443").unwrap();
+        let set = ReplicaSet::resolve_with(targets, channel, dns.lookup()).await;
+        assert_eq!(addrs(&set), ["10.0.0.1:11443", "10.0.0.2:11443"]);
+        // The first replica fails: its breaker opens.
+        let first = set.replicas()[0].clone();
+        assert!(first.breaker.allows_call());
+        first.breaker.record(false);
+        assert!(first.breaker.is_open());
+
+        spawn_refresh(&set, Duration::from_secs(5));
+        // A pod goes, another comes; the one that stays keeps its breaker (still open).
+        dns.answer(Some(&["10.0.0.1:11443", "10.0.0.3:11443"]));
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(addrs(&set), ["10.0.0.1:11443", "10.0.0.3:11443"]);
+        assert!(
+            set.replicas()[0].breaker.is_open(),
+            "a replica that stays keeps its state"
+        );
+
+        // DNS fails: the replicas stay as they were.
+        dns.answer(None);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(addrs(&set), ["10.0.0.1:11443", "10.0.0.3:11443"]);
     }
 
     #[test]
