@@ -9,7 +9,7 @@
 //! | `catalog_discount_fallbacks_total` | products served at full price because their call failed |
 //! | `catalog_discount_breakers{state}` | discount replicas by breaker state: `closed`, `half_open`, `open` |
 //!
-//! `route` is one of the catalog's paths or `other`, so that arbitrary paths cannot create
+//! `route` is one of the catalog's paths ([`PATHS`]) or `other`, so that arbitrary paths cannot create
 //! new time series.
 
 use std::sync::Arc;
@@ -24,9 +24,7 @@ use prometheus_client::registry::Registry;
 
 use crate::discounts::CallError;
 use crate::discounts::breaker::BreakerState;
-
-/// The paths with a label of their own.
-const ROUTES: [&str; 5] = ["/", "/products", "/healthz", "/readyz", "/metrics"];
+use crate::routes::PATHS;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -123,7 +121,7 @@ impl Metrics {
 
     /// The label for `path`.
     pub fn route(path: &str) -> &'static str {
-        ROUTES
+        PATHS
             .iter()
             .find(|route| **route == path)
             .copied()

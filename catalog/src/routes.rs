@@ -37,6 +37,9 @@ use crate::request_id;
 /// The header that names the customer, as with the old Go catalog.
 pub const USER_ID_HEADER: &str = "x-user-id";
 
+/// The paths the catalog serves; any other is 404.
+pub const PATHS: [&str; 5] = ["/", "/products", "/healthz", "/readyz", "/metrics"];
+
 /// What every request handler shares.
 #[derive(Debug)]
 pub struct App {
@@ -105,7 +108,7 @@ async fn route_request(app: &App, request: &Request<Incoming>, request_id: &str)
                 .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
             response
         }
-        (_, "/" | "/products" | "/healthz" | "/readyz" | "/metrics") => {
+        (_, path) if PATHS.contains(&path) => {
             let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.");
             response
                 .headers_mut()

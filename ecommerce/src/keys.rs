@@ -262,7 +262,7 @@ pub fn ensure_keys(paths: &KeyPaths, extra_names: &[String]) -> Result<KeysOrigi
 /// A directory that holds only a CA (a client's mounted secret, say) is read as it is: only
 /// a directory with nothing to trust gets keys generated.
 pub fn read_or_generate_trust_roots(paths: &KeyPaths) -> Result<Vec<u8>, KeyError> {
-    if !paths.ca_cert().exists() && !paths.server_cert().exists() {
+    if has_nothing_to_trust(paths) {
         ensure_keys(paths, &[])?;
     }
     read_trust_roots(paths)
@@ -278,10 +278,7 @@ pub fn ensure_client_keys(paths: &KeyPaths) -> Result<KeysOrigin, KeyError> {
     if paths.client_cert().exists() {
         return Ok(KeysOrigin::Existing);
     }
-    if !paths.ca_cert().exists()
-        && !paths.server_cert().exists()
-        && ensure_keys(paths, &[])? == KeysOrigin::Generated
-    {
+    if has_nothing_to_trust(paths) && ensure_keys(paths, &[])? == KeysOrigin::Generated {
         return Ok(KeysOrigin::Generated); // a new set includes the client certificate
     }
     let lock = lock(paths)?;
@@ -314,6 +311,12 @@ pub fn ensure_client_keys(paths: &KeyPaths) -> Result<KeysOrigin, KeyError> {
 /// (`client.key`).
 pub fn read_client_identity(paths: &KeyPaths) -> Result<PemIdentity, KeyError> {
     read_identity(&paths.client_cert(), &paths.client_key())
+}
+
+/// Neither `ca.pem` nor `cert.pem`: the only case in which a reader of trust roots may
+/// generate a new set without replacing a CA someone relies on.
+fn has_nothing_to_trust(paths: &KeyPaths) -> bool {
+    !paths.ca_cert().exists() && !paths.server_cert().exists()
 }
 
 /// Takes the keys directory's generation lock, creating the directory if needed. The lock

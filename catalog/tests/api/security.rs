@@ -48,7 +48,7 @@ async fn with_mutual_tls_the_catalogs_client_certificate_gets_discounts_and_none
 
 /// A catalog whose discount is down (not needed here), with `configure` applied.
 async fn catalog_alone(configure: impl FnOnce(&mut catalog::Config)) -> crate::helpers::Running {
-    let (dir, keys) = generated_keys();
+    let (_dir, keys) = generated_keys();
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap()
@@ -57,7 +57,6 @@ async fn catalog_alone(configure: impl FnOnce(&mut catalog::Config)) -> crate::h
     let mut config =
         catalog_config(&keys, discount_address(closed), Duration::from_millis(300)).await;
     configure(&mut config);
-    std::mem::forget(dir); // the catalog has read its trust roots; keep the files anyway
     spawn_catalog(config).await
 }
 
