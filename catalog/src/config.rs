@@ -11,6 +11,7 @@ use ecommerce::telemetry::LogFormat;
 
 use crate::discounts::DiscountSettings;
 use crate::discounts::breaker::BreakerSettings;
+use crate::overload::admission::AdmissionSettings;
 
 /// The catalog HTTP service: `GET /products`, priced by the discount gRPC service.
 ///
@@ -90,8 +91,8 @@ pub struct ServeArgs {
     )]
     pub breaker_failures: u32,
 
-    /// How long an open circuit breaker refuses calls before one probe call is let through,
-    /// in milliseconds.
+    /// How long an open circuit breaker refuses calls at least, in milliseconds; after it,
+    /// the next health check that answers closes it (no customer call is used as a probe).
     #[arg(
         long = "breaker-cooldown-ms",
         env = "DISCOUNT_BREAKER_COOLDOWN_MS",
@@ -110,6 +111,62 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=3600)
     )]
     pub resolve_interval_secs: u64,
+
+    /// How often each discount replica's health is checked (grpc.health.v1 Check), in
+    /// milliseconds. A replica that is unreachable or not serving gets no calls until a
+    /// check finds it serving.
+    #[arg(
+        long = "health-check-interval-ms",
+        env = "DISCOUNT_HEALTH_CHECK_INTERVAL_MS",
+        value_name = "MS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(10..=600_000)
+    )]
+    pub health_check_interval_ms: u64,
+
+    /// With several discount replicas: after this long without an answer, a call is also
+    /// sent to another replica and the first answer wins, in milliseconds (0: never). Hedges
+    /// and retries together are held to about 10% extra calls.
+    #[arg(
+        long = "hedge-delay-ms",
+        env = "DISCOUNT_HEDGE_DELAY_MS",
+        value_name = "MS",
+        default_value_t = 50,
+        value_parser = clap::value_parser!(u64).range(0..=60_000)
+    )]
+    pub hedge_delay_ms: u64,
+
+    /// The most discount calls that priced requests may have in flight together: the
+    /// ceiling of the adaptive admission limit. A request takes one per product (at most 64).
+    #[arg(
+        long = "max-inflight-calls",
+        env = "CATALOG_MAX_INFLIGHT_CALLS",
+        value_name = "N",
+        default_value_t = 192,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000)
+    )]
+    pub max_inflight_calls: u32,
+
+    /// How long a priced request may wait for admission before it is answered 503 with
+    /// Retry-After, in milliseconds.
+    #[arg(
+        long = "admission-wait-ms",
+        env = "CATALOG_ADMISSION_WAIT_MS",
+        value_name = "MS",
+        default_value_t = 250,
+        value_parser = clap::value_parser!(u64).range(0..=60_000)
+    )]
+    pub admission_wait_ms: u64,
+
+    /// The most priced requests waiting for admission at once; past it, 503 at once.
+    #[arg(
+        long = "admission-queue",
+        env = "CATALOG_ADMISSION_QUEUE",
+        value_name = "N",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u32).range(0..)
+    )]
+    pub admission_queue: u32,
 
     /// The keys directory, shared with discount [default: the repository's keys/]. Its
     /// `ca.pem` (or, lacking one, `cert.pem`) is trusted; if it has neither, a new set of
@@ -161,6 +218,19 @@ impl ServeArgs {
                 cool_down: Duration::from_millis(self.breaker_cooldown_ms),
             },
             resolve_interval: Duration::from_secs(self.resolve_interval_secs),
+            health_interval: Duration::from_millis(self.health_check_interval_ms),
+            hedge_delay: Some(Duration::from_millis(self.hedge_delay_ms)),
+        }
+    }
+
+    /// Admission control's settings. Admitted requests should finish well inside the
+    /// discount deadline: the adaptive limit aims at a third of it.
+    pub fn admission(&self) -> AdmissionSettings {
+        AdmissionSettings {
+            max_inflight_calls: self.max_inflight_calls as usize,
+            wait: Duration::from_millis(self.admission_wait_ms),
+            max_queue: self.admission_queue as usize,
+            target_latency: Duration::from_millis(self.discount_timeout_ms) / 3,
         }
     }
 }

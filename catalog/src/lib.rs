@@ -2,8 +2,12 @@
 //!
 //! # Layout
 //! - [`data`]: the products and customers (embedded demo data, or `--data FILE`).
-//! - [`discounts`]: the client of the discount gRPC service: one shared TLS channel,
-//!   concurrent calls under one deadline, a result per product.
+//! - [`discounts`]: the client of the discount gRPC service: a TLS channel per replica,
+//!   health checks, breakers, hedging, concurrent calls under one deadline, a result per
+//!   product.
+//! - [`overload`]: admission control (an adaptive limit, a bounded queue, 503 when the wait
+//!   is too long) and the runtime-lag probe that tells the catalog's overload from
+//!   discount's faults.
 //! - [`routes`]: the HTTP API, and the rule that every product is always served.
 //! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 //! - [`request_id`]: the id that follows a request through both services' logs.
@@ -20,6 +24,7 @@ pub mod data;
 pub mod discounts;
 pub mod healthcheck;
 pub mod metrics;
+pub mod overload;
 pub mod request_id;
 pub mod routes;
 pub mod server;

@@ -65,6 +65,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let mut config = catalog::Config::new(data, discounts);
     config.shutdown_delay = args.shutdown.delay();
     config.max_connections = args.max_connections as usize;
+    config.admission = args.admission();
     catalog::run(listener, config, stop).await?;
     Ok(())
 }

@@ -5,14 +5,28 @@
 //! | `catalog_http_requests_total{route, status}` | finished HTTP requests |
 //! | `catalog_http_request_duration_seconds{route}` | time to answer, histogram |
 //! | `catalog_http_requests_in_flight` | requests being answered now |
-//! | `catalog_discount_calls_total{outcome}` | discount calls: `applied`, `no_discount`, `timeout`, `unavailable`, `error`, `breaker_open` |
+//! | `catalog_discount_calls_total{outcome}` | discount calls by final outcome: `applied`, `no_discount`, `timeout_remote` (the replica's fault), `timeout_local` (the catalog was overloaded), `unavailable`, `overloaded` (`RESOURCE_EXHAUSTED`), `error`, `breaker_open` (no replica accepting calls), `no_budget` (too little of the deadline left to start) |
 //! | `catalog_discount_fallbacks_total` | products served at full price because their call failed |
-//! | `catalog_discount_breakers{state}` | discount replicas by breaker state: `closed`, `half_open`, `open` |
+//! | `catalog_discount_breakers{state}` | discount replicas by breaker state: `closed`, `half_open` (cool-down over, waiting for a health check), `open` |
+//! | `catalog_discount_breaker_openings_total` | times a replica's breaker opened |
+//! | `catalog_discount_replicas{health}` | discount replicas by health check: `unknown`, `serving`, `not_serving`, `unreachable` |
+//! | `catalog_discount_retries_total` | calls tried again on another replica after `UNAVAILABLE` |
+//! | `catalog_discount_hedges_total`, `catalog_discount_hedges_won_total` | calls also sent to a second replica, and those whose answer came first |
+//! | `catalog_discount_budget_exhausted_total` | retries and hedges not sent: their 10% budget was spent |
+//! | `catalog_admission_limit` | the adaptive limit on admitted discount calls |
+//! | `catalog_admission_in_flight_calls` | permits held by admitted requests |
+//! | `catalog_admission_queued` | priced requests waiting for admission |
+//! | `catalog_admission_wait_seconds` | time priced requests waited for admission (admitted or not), histogram |
+//! | `catalog_requests_admitted_total` | priced requests admitted |
+//! | `catalog_requests_shed_total{reason}` | priced requests answered 503: `queue_timeout`, `queue_full` |
+//! | `catalog_admitted_request_duration_seconds` | time to answer an admitted priced request, from its arrival, histogram (fine buckets, for latency percentiles) |
+//! | `catalog_scheduler_lag_seconds` | how late the catalog's runtime runs (max over the last second) |
 //!
 //! `route` is one of the catalog's paths ([`PATHS`]) or `other`, so that arbitrary paths cannot create
 //! new time series.
 
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -22,8 +36,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::discounts::CallError;
 use crate::discounts::breaker::BreakerState;
+use crate::discounts::health::Health;
+use crate::discounts::{CallError, ClientStats};
+use crate::overload::admission::{Admission, Shed};
 use crate::routes::PATHS;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -47,6 +63,49 @@ struct StateLabels {
     state: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HealthLabels {
+    health: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// Counters whose totals the discount client keeps; they are brought up to date at scrape
+/// time.
+#[derive(Debug, Clone, Default)]
+struct ClientCounters {
+    retries: Counter,
+    hedges: Counter,
+    hedges_won: Counter,
+    budget_exhausted: Counter,
+    breaker_openings: Counter,
+}
+
+impl ClientCounters {
+    fn catch_up(&self, stats: &ClientStats) {
+        for (counter, total) in [
+            (&self.retries, stats.retries),
+            (&self.hedges, stats.hedges),
+            (&self.hedges_won, stats.hedges_won),
+            (&self.budget_exhausted, stats.budget_exhausted),
+            (&self.breaker_openings, stats.breaker_openings),
+        ] {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+    }
+}
+
+/// The admission controller's gauges, set at scrape time.
+#[derive(Debug, Clone, Default)]
+struct AdmissionGauges {
+    limit: Gauge,
+    in_flight: Gauge,
+    queued: Gauge,
+}
+
 /// The catalog's metrics and their registry. Cheap to clone: handles share the values.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -57,6 +116,17 @@ pub struct Metrics {
     calls: Family<OutcomeLabels, Counter>,
     fallbacks: Counter,
     breakers: Family<StateLabels, Gauge>,
+    replicas: Family<HealthLabels, Gauge>,
+    client: ClientCounters,
+    admission: AdmissionGauges,
+    admission_wait: Histogram,
+    admitted: Counter,
+    shed: Family<ReasonLabels, Counter>,
+    admitted_duration: Histogram,
+    lag: Gauge<f64, AtomicU64>,
+    /// Held while the values taken at scrape time are written, so that two scrapes at once
+    /// cannot count a counter's catch-up twice.
+    scrape: Arc<Mutex<()>>,
 }
 
 impl Default for Metrics {
@@ -108,6 +178,86 @@ impl Metrics {
             "Discount replicas, by circuit breaker state",
             breakers.clone(),
         );
+        let client = ClientCounters::default();
+        registry.register(
+            "discount_breaker_openings",
+            "Times a discount replica's circuit breaker opened",
+            client.breaker_openings.clone(),
+        );
+        let replicas = Family::<HealthLabels, Gauge>::default();
+        registry.register(
+            "discount_replicas",
+            "Discount replicas, by what their health checks found",
+            replicas.clone(),
+        );
+        registry.register(
+            "discount_retries",
+            "Discount calls tried again on another replica after UNAVAILABLE",
+            client.retries.clone(),
+        );
+        registry.register(
+            "discount_hedges",
+            "Discount calls also sent to a second replica after the hedge delay",
+            client.hedges.clone(),
+        );
+        registry.register(
+            "discount_hedges_won",
+            "Hedged discount calls whose second answer came first",
+            client.hedges_won.clone(),
+        );
+        registry.register(
+            "discount_budget_exhausted",
+            "Retries and hedges not sent because their budget was spent",
+            client.budget_exhausted.clone(),
+        );
+        let admission = AdmissionGauges::default();
+        registry.register(
+            "admission_limit",
+            "The adaptive limit on discount calls of admitted requests",
+            admission.limit.clone(),
+        );
+        registry.register(
+            "admission_in_flight_calls",
+            "Discount call permits held by admitted requests",
+            admission.in_flight.clone(),
+        );
+        registry.register(
+            "admission_queued",
+            "Priced requests waiting for admission",
+            admission.queued.clone(),
+        );
+        // 1 ms to about 1 s.
+        let admission_wait = Histogram::new(exponential_buckets(0.001, 2.0, 11));
+        registry.register(
+            "admission_wait_seconds",
+            "Time priced requests waited for admission, admitted or shed",
+            admission_wait.clone(),
+        );
+        let admitted = Counter::default();
+        registry.register(
+            "requests_admitted",
+            "Priced /products requests admitted",
+            admitted.clone(),
+        );
+        let shed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "requests_shed",
+            "Priced /products requests answered 503 without being admitted, by reason",
+            shed.clone(),
+        );
+        // 0.5 ms to about 3.6 s, in steps of a quarter: fine enough for percentiles.
+        let admitted_duration = Histogram::new(exponential_buckets(0.000_5, 1.25, 40));
+        registry.register(
+            "admitted_request_duration_seconds",
+            "Time to answer an admitted priced request, from its arrival (queue wait included)",
+            admitted_duration.clone(),
+        );
+        let lag = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "scheduler_lag_seconds",
+            "How late the catalog's runtime runs: the most over the last second",
+            lag.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             requests,
@@ -116,6 +266,15 @@ impl Metrics {
             calls,
             fallbacks,
             breakers,
+            replicas,
+            client,
+            admission,
+            admission_wait,
+            admitted,
+            shed,
+            admitted_duration,
+            lag,
+            scrape: Arc::new(Mutex::new(())),
         }
     }
 
@@ -149,10 +308,7 @@ impl Metrics {
         let outcome = match result {
             Ok(Some(_)) => "applied",
             Ok(None) => "no_discount",
-            Err(CallError::Timeout) => "timeout",
-            Err(CallError::Unavailable(_)) => "unavailable",
-            Err(CallError::CircuitOpen) => "breaker_open",
-            Err(CallError::Status { .. } | CallError::BadAnswer(_)) => "error",
+            Err(error) => error.outcome(),
         };
         self.calls.get_or_create(&OutcomeLabels { outcome }).inc();
         if result.is_err() {
@@ -160,31 +316,70 @@ impl Metrics {
         }
     }
 
-    /// The metrics, and their content type, in the format `accept` prefers, with the
-    /// breaker gauges set from `breakers` (the replicas' states now).
+    /// Records a priced request admitted after waiting `waited`.
+    pub fn admitted(&self, waited: Duration) {
+        self.admitted.inc();
+        self.admission_wait.observe(waited.as_secs_f64());
+    }
+
+    /// Records a priced request shed for `reason` after waiting `waited`.
+    pub fn shed(&self, reason: Shed, waited: Duration) {
+        self.shed
+            .get_or_create(&ReasonLabels {
+                reason: reason.reason(),
+            })
+            .inc();
+        self.admission_wait.observe(waited.as_secs_f64());
+    }
+
+    /// Records the time to answer an admitted priced request, from its arrival.
+    pub fn admitted_request_done(&self, elapsed: Duration) {
+        self.admitted_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// The metrics, and their content type, in the format `accept` prefers, with the values
+    /// that live elsewhere (the discount client's `stats`, the `admission` controller's
+    /// state) brought up to date first.
     pub fn encode(
         &self,
-        breakers: impl IntoIterator<Item = BreakerState>,
+        stats: &ClientStats,
+        admission: &Admission,
         accept: Option<&str>,
     ) -> (&'static str, String) {
-        let mut counts = [0i64; 3];
-        for state in breakers {
-            counts[state as usize] += 1;
-        }
-        for (state, count) in [
+        let _scrape = self
+            .scrape
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for state in [
             BreakerState::Closed,
             BreakerState::HalfOpen,
             BreakerState::Open,
-        ]
-        .into_iter()
-        .zip(counts)
-        {
+        ] {
+            let count = stats.breakers.iter().filter(|s| **s == state).count();
             self.breakers
                 .get_or_create(&StateLabels {
                     state: state.name(),
                 })
-                .set(count);
+                .set(count as i64);
         }
+        for health in [
+            Health::Unknown,
+            Health::Serving,
+            Health::NotServing,
+            Health::Unreachable,
+        ] {
+            let count = stats.health.iter().filter(|h| **h == health).count();
+            self.replicas
+                .get_or_create(&HealthLabels {
+                    health: health.name(),
+                })
+                .set(count as i64);
+        }
+        self.client.catch_up(stats);
+        self.admission.limit.set(admission.limit() as i64);
+        self.admission.in_flight.set(admission.in_flight() as i64);
+        self.admission.queued.set(admission.queued() as i64);
+        self.lag.set(stats.lag.as_secs_f64());
         ecommerce::metrics_format::encode(&self.registry, accept)
     }
 }

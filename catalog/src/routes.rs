@@ -3,7 +3,7 @@
 //! | request            | answer |
 //! |--------------------|--------|
 //! | `GET /`            | 200 `It is working.` |
-//! | `GET /products`    | 200, the products as JSON; see [`products`] |
+//! | `GET /products`    | 200, the products as JSON; 503 with `Retry-After` when overloaded; see [`products`] |
 //! | `GET /healthz`     | 200 while the process serves requests (liveness) |
 //! | `GET /readyz`      | 200 when it should get traffic, 503 while it shuts down; see [`readyz`] |
 //! | `GET /metrics`     | Prometheus metrics; see [`crate::metrics`] |
@@ -12,7 +12,9 @@
 //!
 //! `HEAD` is answered like `GET`, without the body (hyper drops it). Every response carries
 //! `X-Request-ID` (the client's, or a new one), and every request is logged once, at `info`,
-//! with that id.
+//! with that id. Only priced `/products` requests go through admission control
+//! ([`crate::overload::admission`]): `/healthz`, `/readyz`, `/metrics`, `/` and unpriced
+//! `/products` are never queued or shed.
 
 use std::convert::Infallible;
 use std::num::IntErrorKind;
@@ -23,15 +25,17 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderMap, HeaderValue};
+use hyper::header::{
+    ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use tracing::Instrument;
 
 use crate::data::{Catalog, Product};
-use crate::discounts::breaker::BreakerState;
-use crate::discounts::{CallError, Discount, DiscountClient};
+use crate::discounts::{CallError, Discount, DiscountClient, MAX_CALLS_IN_FLIGHT};
 use crate::metrics::Metrics;
+use crate::overload::admission::Admission;
 use crate::request_id;
 
 /// The header that names the customer, as with the old Go catalog.
@@ -49,6 +53,8 @@ pub struct App {
     pub discounts: DiscountClient,
     /// What is counted and measured.
     pub metrics: Metrics,
+    /// Who may call discount now, and who waits.
+    pub admission: Arc<Admission>,
     /// Set when shutdown starts: `/readyz` turns 503.
     pub draining: AtomicBool,
 }
@@ -68,7 +74,7 @@ pub async fn handle(
     let route = Metrics::route(request.uri().path());
     let span = tracing::info_span!("request", request_id = %id, method = %request.method(), route);
 
-    let mut response = route_request(&app, &request, &id)
+    let mut response = route_request(&app, &request, &id, started)
         .instrument(span.clone())
         .await;
 
@@ -91,17 +97,23 @@ pub async fn handle(
     Ok(response)
 }
 
-async fn route_request(app: &App, request: &Request<Incoming>, request_id: &str) -> Response<Body> {
+async fn route_request(
+    app: &App,
+    request: &Request<Incoming>,
+    request_id: &str,
+    arrived: Instant,
+) -> Response<Body> {
     match (request.method(), request.uri().path()) {
         (&Method::GET | &Method::HEAD, "/") => text(StatusCode::OK, "It is working."),
         (&Method::GET | &Method::HEAD, "/products") => {
-            products(app, request.headers(), request_id).await
+            products(app, request.headers(), request_id, arrived).await
         }
         (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok"),
         (&Method::GET | &Method::HEAD, "/readyz") => readyz(app),
         (&Method::GET | &Method::HEAD, "/metrics") => {
             let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
-            let (content_type, body) = app.metrics.encode(app.discounts.breaker_states(), accept);
+            let stats = app.discounts.stats();
+            let (content_type, body) = app.metrics.encode(&stats, &app.admission, accept);
             let mut response = Response::new(Full::new(Bytes::from(body)));
             response
                 .headers_mut()
@@ -131,11 +143,11 @@ pub fn readyz(app: &App) -> Response<Body> {
     if app.draining.load(Ordering::Relaxed) {
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    let states = app.discounts.breaker_states();
-    let accepting = states.iter().filter(|s| **s != BreakerState::Open).count();
+    let stats = app.discounts.stats();
     let body = format!(
-        "ready\ndiscount replicas: {} resolved, {accepting} accepting calls\n",
-        states.len()
+        "ready\ndiscount replicas: {} resolved, {} accepting calls\n",
+        stats.breakers.len(),
+        stats.accepting
     );
     let mut response = Response::new(Full::new(Bytes::from(body)));
     response.headers_mut().insert(
@@ -152,7 +164,16 @@ pub fn readyz(app: &App) -> Response<Body> {
 /// product is priced by the discount service; a product whose call fails in any way is
 /// served at its full price, without `discount_value`, and the response is still 200.
 /// [`DISCOUNT_STATUS_HEADER`] says which of these happened.
-pub async fn products(app: &App, headers: &HeaderMap, request_id: &str) -> Response<Body> {
+///
+/// A priced request first waits for admission; one that waited too long is answered
+/// [`overloaded`], 503, without any discount call. Once admitted, its discounts are
+/// asked for under a deadline that starts then.
+pub async fn products(
+    app: &App,
+    headers: &HeaderMap,
+    request_id: &str,
+    arrived: Instant,
+) -> Response<Body> {
     let customer_id = match customer_id(headers) {
         Ok(id) => id,
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
@@ -163,10 +184,20 @@ pub async fn products(app: &App, headers: &HeaderMap, request_id: &str) -> Respo
     let (discounts, status): (Vec<Option<Discount>>, DiscountStatus) = match customer {
         None => (vec![None; products.len()], DiscountStatus::Skipped),
         Some(customer) => {
+            let weight = products.len().min(MAX_CALLS_IN_FLIGHT);
+            let ticket = match app.admission.admit(weight).await {
+                Ok(ticket) => ticket,
+                Err(reason) => {
+                    app.metrics.shed(reason, arrived.elapsed());
+                    return overloaded();
+                }
+            };
+            app.metrics.admitted(ticket.waited);
             let results = app
                 .discounts
                 .discounts(customer, products, request_id)
                 .await;
+            ticket.finish();
             for result in &results {
                 app.metrics.discount_call(result);
             }
@@ -186,6 +217,28 @@ pub async fn products(app: &App, headers: &HeaderMap, request_id: &str) -> Respo
     response
         .headers_mut()
         .insert(DISCOUNT_STATUS_HEADER, status.header_value());
+    if status != DiscountStatus::Skipped {
+        app.metrics.admitted_request_done(arrived.elapsed());
+    }
+    response
+}
+
+/// The answer to a priced request that was not admitted: `503 Service Unavailable` (a
+/// temporary overload, RFC 9110; proxies such as Envoy retry it, and `429` would blame the
+/// client's rate instead), `Retry-After: 1`, never cached. Built from static parts: under
+/// overload, refusing must cost as little as possible.
+pub fn overloaded() -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from_static(
+        b"The catalog is overloaded; retry shortly.\n",
+    )));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -226,12 +279,18 @@ impl DiscountStatus {
     }
 }
 
-/// One line per request with failures. Requests refused by an open circuit are logged at
-/// debug only: the breaker already logged why it opened, and a line per request during an
-/// outage would flood the logs.
+/// One line per request with failures. Requests refused by an open circuit, and timeouts
+/// the catalog's own overload caused, are logged at debug only: the breaker already logged
+/// why it opened, admission control logs its shedding, and a line per request during an
+/// outage or an overload would flood the logs (and add to the overload).
 fn log_failures(customer_id: i32, results: &[Result<Option<Discount>, CallError>]) {
     let failures = || results.iter().filter_map(|r| r.as_ref().err());
-    let Some(first) = failures().find(|e| !matches!(e, CallError::CircuitOpen)) else {
+    let Some(first) = failures().find(|e| {
+        !matches!(
+            e,
+            CallError::CircuitOpen | CallError::Timeout { local: true }
+        )
+    }) else {
         if let Some(first) = failures().next() {
             tracing::debug!(customer_id, error = %first, "serving full prices");
         }

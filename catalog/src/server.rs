@@ -5,6 +5,12 @@
 //! [`Config::max_connections`] connections at once; a connection must send its first byte,
 //! and then each request's headers, within [`Config::header_read_timeout`]; request heads
 //! over 16 KiB get 431.
+//!
+//! Against more work than it can do: priced requests go through admission control
+//! ([`crate::overload::admission`], settings in [`Config::admission`]). The connection limit
+//! bounds what comes before it (accepting, parsing, answering 503), since each connection
+//! holds at most one request (HTTP/1.1) or 256 streams (HTTP/2) at a time; the admission
+//! queue's own bound sheds at once what is past it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,8 +25,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::data::Catalog;
-use crate::discounts::DiscountClient;
+use crate::discounts::{DiscountClient, MAX_CALLS_IN_FLIGHT};
 use crate::metrics::Metrics;
+use crate::overload::admission::{Admission, AdmissionSettings};
 use crate::routes::{self, App};
 
 /// What [`run`] needs besides the listener and the shutdown signal.
@@ -47,6 +54,8 @@ pub struct Config {
     pub shutdown_delay: Duration,
     /// What to count and measure.
     pub metrics: Metrics,
+    /// How many priced requests run at once, and how long others wait.
+    pub admission: AdmissionSettings,
 }
 
 impl Config {
@@ -60,6 +69,7 @@ impl Config {
             max_connections: 10_000,
             shutdown_delay: Duration::ZERO,
             metrics: Metrics::new(),
+            admission: AdmissionSettings::default(),
         }
     }
 }
@@ -85,10 +95,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let local_addr = listener.local_addr().map_err(ServeError::Listener)?;
+    let weight = config.catalog.products().len().min(MAX_CALLS_IN_FLIGHT);
+    let admission = Admission::new(config.admission, weight, config.discounts.local_load());
     let app = Arc::new(App {
         catalog: config.catalog,
         discounts: config.discounts,
         metrics: config.metrics,
+        admission,
         draining: AtomicBool::new(false),
     });
     let shutdown = {

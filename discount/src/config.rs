@@ -70,6 +70,17 @@ pub struct ServeArgs {
     #[arg(long, env = "DISCOUNT_METRICS_LISTEN", value_name = "IP:PORT")]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// The largest request message accepted, in bytes; larger ones are refused with
+    /// RESOURCE_EXHAUSTED. The default is gRPC's standard 4 MiB.
+    #[arg(
+        long = "max-message-bytes",
+        env = "DISCOUNT_MAX_MESSAGE_BYTES",
+        value_name = "BYTES",
+        default_value_t = crate::limits::DEFAULT_MAX_REQUEST_BYTES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=1024 * 1024 * 1024)
+    )]
+    pub max_message_bytes: usize,
+
     /// How long to keep serving, not ready, after SIGTERM.
     #[command(flatten)]
     pub shutdown: DelayArgs,

@@ -1,9 +1,12 @@
 //! The request size limit, and the status code it is reported with.
 //!
-//! A `DiscountRequest` is a few hundred bytes, so the server refuses messages over
-//! [`MAX_REQUEST_BYTES`] before decoding them (tonic's default is 4 MiB). tonic reports such
-//! a message as `OUT_OF_RANGE`, but the gRPC specification, and the Go and Java
-//! implementations, use `RESOURCE_EXHAUSTED` for a message larger than the receiver allows.
+//! The server refuses request messages over a limit before decoding them. The default,
+//! [`DEFAULT_MAX_REQUEST_BYTES`], is 4 MiB: what every standard gRPC implementation
+//! (grpc-go, grpcio, grpc-java, tonic) accepts by default, and what the Python service this
+//! one replaces accepted, so a product with a long description is discounted here as it was
+//! there. `discount --max-message-bytes` changes it. tonic reports such a message as
+//! `OUT_OF_RANGE`, but the gRPC specification, and the Go and Java implementations, use
+//! `RESOURCE_EXHAUSTED` for a message larger than the receiver allows.
 //! [`OversizeStatusLayer`] rewrites exactly that case, recognised by tonic's message, so
 //! clients in any language see the code they expect.
 
@@ -14,8 +17,8 @@ use std::task::{Context, Poll};
 use http::HeaderValue;
 use tonic::Code;
 
-/// The largest request message discount decodes.
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// The largest request message discount decodes unless told otherwise: gRPC's standard 4 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
 /// The start of tonic's message for a message over the decoding limit.
 const TONIC_TOO_LARGE: &str = "Error, decoded message length too large";

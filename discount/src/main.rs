@@ -78,6 +78,7 @@ async fn serve(args: &ServeArgs, paths: &KeyPaths, tls_names: &[String]) -> anyh
     config.health_listener = bind_optional(args.health_listen, "--health-listen")?;
     config.metrics_listener = bind_optional(args.metrics_listen, "--metrics-listen")?;
     config.shutdown_delay = args.shutdown.delay();
+    config.max_request_bytes = args.max_message_bytes;
 
     discount::run(listener, config, stop).await?;
     Ok(())

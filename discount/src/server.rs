@@ -9,8 +9,8 @@
 //!   the service without the `.proto`.
 //!
 //! With [`Config::client_ca_pem`], the TLS port requires client certificates (mutual TLS).
-//! Request messages over [`crate::limits::MAX_REQUEST_BYTES`] are refused with
-//! RESOURCE_EXHAUSTED before they are decoded.
+//! Request messages over [`Config::max_request_bytes`] (4 MiB by default, as in every
+//! standard gRPC implementation) are refused with RESOURCE_EXHAUSTED before they are decoded.
 //!
 //! Kubernetes' built-in gRPC probes speak plaintext only, so [`Config::health_listener`] can
 //! serve the health service alone, without TLS, on a port of its own. The metrics have a
@@ -34,7 +34,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::limits::{MAX_REQUEST_BYTES, OversizeStatusLayer};
+use crate::limits::{DEFAULT_MAX_REQUEST_BYTES, OversizeStatusLayer};
 use crate::metrics::{self, Metrics, MetricsLayer};
 use crate::service::DiscountService;
 
@@ -68,6 +68,8 @@ pub struct Config {
     pub metrics_listener: Option<TcpListener>,
     /// The metrics to record into (and serve, with `metrics_listener`).
     pub metrics: Metrics,
+    /// The largest request message decoded; larger ones get RESOURCE_EXHAUSTED.
+    pub max_request_bytes: usize,
 }
 
 impl Config {
@@ -82,6 +84,7 @@ impl Config {
             health_listener: None,
             metrics_listener: None,
             metrics: Metrics::new(),
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
         }
     }
 }
@@ -145,7 +148,8 @@ pub async fn run(
         .layer(MetricsLayer::new(config.metrics.clone()))
         .layer(OversizeStatusLayer)
         .add_service(
-            DiscountServer::new(DiscountService).max_decoding_message_size(MAX_REQUEST_BYTES),
+            DiscountServer::new(DiscountService)
+                .max_decoding_message_size(config.max_request_bytes),
         )
         .add_service(health_service.clone())
         .add_service(reflection_v1)

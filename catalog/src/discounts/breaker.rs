@@ -2,16 +2,25 @@
 //!
 //! When a replica keeps failing, calling it only adds latency: each call waits for a refusal
 //! or, worse, for the deadline. After [`BreakerSettings::failure_threshold`] failures in a
-//! row the breaker **opens**: calls to that replica are refused at once, so products fall
-//! back (or go to another replica) without waiting. After
-//! [`BreakerSettings::cool_down`] the breaker lets **one probe** through (half-open). If
-//! the probe succeeds, the breaker **closes** and traffic resumes. If it fails, the breaker
-//! opens for another cool-down. Every change of state is logged.
+//! row the breaker **opens**: calls to that replica are refused at once, so products go to
+//! another replica (or fall back) without waiting.
 //!
-//! No crate is used: the maintained ones are young and change fast, and this is about
-//! sixty lines. The clock is tokio's, so tests can pause and advance time.
+//! **No customer call is a probe.** An open breaker waits at least
+//! [`BreakerSettings::cool_down`], then closes on the first health check of the replica that
+//! answers ([`super::health`], out of band). The usual breaker instead lets one customer call
+//! through after the cool-down, and a replica that vanished without a reset makes that
+//! customer wait the whole deadline and lose the discount, once per cool-down, for as long as
+//! the replica is gone.
+//!
+//! What counts as a failure is decided by the caller ([`super::Attempt`]): connection
+//! failures, `UNAVAILABLE` and answers that cannot be believed do, and so does a timeout the
+//! replica caused; a timeout caused by the catalog's own overload does not.
+//!
+//! No crate is used: the maintained ones are young and change fast, and this is about sixty
+//! lines. The clock is tokio's, so tests can pause and advance time.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -21,7 +30,8 @@ use tokio::time::Instant;
 pub struct BreakerSettings {
     /// Consecutive failed calls that open the breaker.
     pub failure_threshold: u32,
-    /// How long an open breaker refuses calls before it lets a probe through.
+    /// How long an open breaker refuses calls at least; after it, the next health check
+    /// that answers closes it.
     pub cool_down: Duration,
 }
 
@@ -41,9 +51,10 @@ impl Default for BreakerSettings {
 pub enum BreakerState {
     /// Calls go through.
     Closed = 0,
-    /// One probe is in flight, or allowed.
+    /// Calls are refused; the cool-down is over and the next health check that answers
+    /// closes it.
     HalfOpen = 1,
-    /// Calls are refused until the cool-down ends.
+    /// Calls are refused, and the cool-down is not over.
     Open = 2,
 }
 
@@ -60,18 +71,8 @@ impl BreakerState {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Closed {
-        consecutive_failures: u32,
-    },
-    Open {
-        until: Instant,
-    },
-    /// One probe is in flight since `since`. If its result never comes back (its request
-    /// was abandoned), another probe is allowed after a cool-down, so the breaker cannot
-    /// stay stuck half-open.
-    HalfOpen {
-        since: Instant,
-    },
+    Closed { consecutive_failures: u32 },
+    Open { since: Instant },
 }
 
 /// The breaker of one replica. Cheap to consult on every call (one uncontended lock).
@@ -81,6 +82,8 @@ pub struct CircuitBreaker {
     name: String,
     settings: BreakerSettings,
     state: Mutex<State>,
+    /// How many times it has opened, for metrics.
+    openings: AtomicU64,
 }
 
 impl CircuitBreaker {
@@ -92,89 +95,86 @@ impl CircuitBreaker {
             state: Mutex::new(State::Closed {
                 consecutive_failures: 0,
             }),
+            openings: AtomicU64::new(0),
         }
     }
 
-    /// Whether a call may go to this replica now. When this returns true the caller must
-    /// report the outcome with [`Self::record`].
+    /// Whether a call may go to this replica now: only while the breaker is closed.
     pub fn allows_call(&self) -> bool {
-        let mut state = self.lock();
-        let now = Instant::now();
-        match *state {
-            State::Closed { .. } => true,
-            State::Open { until } if now < until => false,
-            State::HalfOpen { since } if now < since + self.settings.cool_down => false,
-            State::Open { .. } | State::HalfOpen { .. } => {
-                *state = State::HalfOpen { since: now };
-                tracing::info!(replica = %self.name, "circuit half-open: sending a probe");
-                true
-            }
-        }
+        matches!(*self.lock(), State::Closed { .. })
     }
 
-    /// Reports the outcome of a call that [`Self::allows_call`] let through.
-    pub fn record(&self, success: bool) {
+    /// Reports the outcome of a customer call that counts for this replica. Returns true if
+    /// this failure opened the breaker.
+    pub fn record(&self, success: bool) -> bool {
         let mut state = self.lock();
-        let next = match (*state, success) {
-            (State::Closed { .. }, true) => State::Closed {
-                consecutive_failures: 0,
-            },
-            (
-                State::Closed {
-                    consecutive_failures,
-                },
-                false,
-            ) => {
-                let failures = consecutive_failures + 1;
-                if failures >= self.settings.failure_threshold {
-                    tracing::warn!(
-                        replica = %self.name,
-                        failures,
-                        cool_down = ?self.settings.cool_down,
-                        "circuit opened: not calling this replica for a while"
-                    );
-                    self.open()
-                } else {
-                    State::Closed {
-                        consecutive_failures: failures,
-                    }
-                }
-            }
-            (State::HalfOpen { .. }, true) => {
-                tracing::info!(replica = %self.name, "circuit closed: the probe succeeded");
-                State::Closed {
-                    consecutive_failures: 0,
-                }
-            }
-            (State::HalfOpen { .. }, false) => {
-                tracing::warn!(replica = %self.name, "circuit opened again: the probe failed");
-                self.open()
-            }
+        let State::Closed {
+            consecutive_failures,
+        } = *state
+        else {
             // Calls let through before the breaker opened, finishing late: the breaker has
             // already decided; they change nothing.
-            (open @ State::Open { .. }, _) => open,
+            return false;
         };
-        *state = next;
+        if success {
+            *state = State::Closed {
+                consecutive_failures: 0,
+            };
+            return false;
+        }
+        let failures = consecutive_failures + 1;
+        if failures < self.settings.failure_threshold {
+            *state = State::Closed {
+                consecutive_failures: failures,
+            };
+            return false;
+        }
+        tracing::warn!(
+            replica = %self.name,
+            failures,
+            cool_down = ?self.settings.cool_down,
+            "circuit opened: no calls to this replica until a health check answers"
+        );
+        *state = State::Open {
+            since: Instant::now(),
+        };
+        self.openings.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Reports a health check of this replica that answered (the out-of-band probe). Closes
+    /// an open breaker whose cool-down is over.
+    pub fn health_check_answered(&self) {
+        let mut state = self.lock();
+        if let State::Open { since } = *state
+            && since.elapsed() >= self.settings.cool_down
+        {
+            tracing::info!(replica = %self.name, "circuit closed: the health check answered");
+            *state = State::Closed {
+                consecutive_failures: 0,
+            };
+        }
     }
 
     /// The state now, for metrics.
     pub fn state(&self) -> BreakerState {
         match *self.lock() {
             State::Closed { .. } => BreakerState::Closed,
-            State::HalfOpen { .. } => BreakerState::HalfOpen,
-            State::Open { .. } => BreakerState::Open,
+            State::Open { since } if since.elapsed() < self.settings.cool_down => {
+                BreakerState::Open
+            }
+            State::Open { .. } => BreakerState::HalfOpen,
         }
     }
 
-    /// Whether the breaker is refusing calls right now (open and cooling down).
+    /// Whether the breaker is refusing calls right now.
     pub fn is_open(&self) -> bool {
-        matches!(*self.lock(), State::Open { until } if Instant::now() < until)
+        !self.allows_call()
     }
 
-    fn open(&self) -> State {
-        State::Open {
-            until: Instant::now() + self.settings.cool_down,
-        }
+    /// How many times it has opened.
+    pub fn openings(&self) -> u64 {
+        self.openings.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -212,59 +212,48 @@ mod tests {
         let breaker = breaker();
         fail(&breaker, 2);
         assert!(breaker.allows_call());
-        breaker.record(true); // a success resets the count
+        assert!(!breaker.record(true)); // a success resets the count
         fail(&breaker, 2);
         assert!(!breaker.is_open());
-        fail(&breaker, 1);
+        assert!(breaker.record(false), "the third failure opens it");
         assert!(breaker.is_open());
         assert!(!breaker.allows_call());
+        assert_eq!(breaker.openings(), 1);
+        assert_eq!(breaker.state(), BreakerState::Open);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn after_the_cool_down_one_probe_goes_through_and_success_closes_it() {
+    async fn no_customer_call_is_let_through_after_the_cool_down() {
         let breaker = breaker();
         fail(&breaker, 3);
-        tokio::time::advance(Duration::from_millis(999)).await;
-        assert!(!breaker.allows_call());
-        tokio::time::advance(Duration::from_millis(1)).await;
-        assert!(breaker.allows_call(), "the probe");
-        assert!(!breaker.allows_call(), "only one probe at a time");
-        breaker.record(true);
-        assert!(breaker.allows_call());
-        assert!(breaker.allows_call());
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(!breaker.allows_call(), "customers are never the probe");
+        assert_eq!(breaker.state(), BreakerState::HalfOpen);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_failed_probe_opens_it_for_another_cool_down() {
+    async fn a_health_check_closes_it_but_only_after_the_cool_down() {
         let breaker = breaker();
         fail(&breaker, 3);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(breaker.allows_call());
-        breaker.record(false);
-        assert!(breaker.is_open());
         tokio::time::advance(Duration::from_millis(999)).await;
-        assert!(!breaker.allows_call());
+        breaker.health_check_answered();
+        assert!(breaker.is_open(), "still cooling down");
         tokio::time::advance(Duration::from_millis(1)).await;
+        breaker.health_check_answered();
         assert!(breaker.allows_call());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_probe_whose_result_never_comes_does_not_leave_it_stuck() {
-        let breaker = breaker();
-        fail(&breaker, 3);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(breaker.allows_call()); // a probe that is never recorded
-        tokio::time::advance(Duration::from_millis(999)).await;
-        assert!(!breaker.allows_call());
-        tokio::time::advance(Duration::from_millis(1)).await;
-        assert!(breaker.allows_call(), "a new probe after a cool-down");
+        assert_eq!(breaker.state(), BreakerState::Closed);
+        // Closed afresh: three more failures to open it again.
+        fail(&breaker, 2);
+        assert!(breaker.allows_call());
     }
 
     #[tokio::test(start_paused = true)]
     async fn late_results_from_before_it_opened_change_nothing() {
         let breaker = breaker();
         fail(&breaker, 3);
-        breaker.record(true);
+        assert!(!breaker.record(true));
+        assert!(!breaker.record(false));
         assert!(breaker.is_open());
+        assert_eq!(breaker.openings(), 1);
     }
 }

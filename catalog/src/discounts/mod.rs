@@ -8,19 +8,33 @@
 //!   while discount is still down, and reconnect on demand when discount comes back;
 //! - a request's calls (one per product) run concurrently, at most
 //!   [`MAX_CALLS_IN_FLIGHT`] at a time, all under **one** deadline taken when the request
-//!   starts. A `/products` request therefore never waits much longer than the call timeout,
-//!   whatever the number of products. The server sees the time left as `grpc-timeout`;
-//! - each replica has a circuit breaker ([`breaker`]). A call that finds no replica
-//!   accepting calls fails at once, instead of waiting on a service known to be down;
-//! - a call refused by one replica (`UNAVAILABLE`: nothing was processed) is tried once
-//!   more on another replica, within the same deadline;
+//!   is admitted ([`crate::overload::admission`]). A `/products` request therefore never
+//!   waits much longer than the call timeout once admitted, whatever the number of
+//!   products. The server sees the time left as `grpc-timeout`;
+//! - each replica has a circuit breaker ([`breaker`]) and out-of-band health checks
+//!   ([`health`]). A call that finds no replica accepting calls fails at once, instead of
+//!   waiting on a service known to be down, and no customer call is ever used as a probe;
+//! - **failures are attributed to whoever caused them** ([`CallError::blames_replica`]):
+//!   connection failures, error statuses, implausible answers and timeouts the replica
+//!   caused count against its breaker; a timeout while the catalog itself is overloaded
+//!   ([`crate::overload::LocalLoad`]) and `RESOURCE_EXHAUSTED` (the replica shedding load,
+//!   as it should) do not;
+//! - with several replicas, a call not answered after the hedge delay is also sent to
+//!   another replica, and the first answer wins ("The Tail at Scale"; gRPC's hedging
+//!   policy). A call refused by one replica (`UNAVAILABLE`: nothing was processed) is tried
+//!   once more on another. Both come out of one budget of about 10% extra calls
+//!   ([`budget`]), and no hedge is sent while the catalog is overloaded;
 //! - every call's result is kept apart: a failed call costs its product its discount, and
 //!   nothing else. The caller decides what to serve ([`crate::routes`] serves the full price).
 
 pub mod breaker;
+pub mod budget;
+pub mod health;
 pub mod replicas;
 
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ecommerce::keys::PemIdentity;
@@ -32,13 +46,20 @@ use tonic::Code;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Certificate, Identity};
 
-use self::breaker::BreakerSettings;
+use self::breaker::{BreakerSettings, BreakerState};
+use self::budget::RetryBudget;
+use self::health::{Health, HealthSettings};
 use self::replicas::{ChannelSettings, Replica, ReplicaSet};
 use crate::data::{Customer, Product};
+use crate::overload::LocalLoad;
 
 /// How many discount calls one `/products` request may have in flight at once. It keeps a
 /// request for a large catalog from taking every HTTP/2 stream of the shared connections.
 pub const MAX_CALLS_IN_FLIGHT: usize = 64;
+
+/// No call is started, and no retry or hedge sent, with less time than this left before
+/// the deadline: it could not be answered in time, and would only add load.
+pub const MIN_CALL_BUDGET: Duration = Duration::from_millis(10);
 
 /// Where the discount service is, how to trust it, and how patient to be.
 #[derive(Debug, Clone)]
@@ -50,17 +71,23 @@ pub struct DiscountSettings {
     pub trust_roots_pem: Vec<u8>,
     /// The time all of one request's discount calls share.
     pub call_timeout: Duration,
-    /// When a replica's breaker opens, and for how long.
+    /// When a replica's breaker opens, and for how long at least.
     pub breaker: BreakerSettings,
     /// How often host names in `address` are resolved again.
     pub resolve_interval: Duration,
+    /// How often each replica's health is checked.
+    pub health_interval: Duration,
+    /// After how long without an answer a call is also sent to another replica (none:
+    /// never). Only with several replicas.
+    pub hedge_delay: Option<Duration>,
     /// The client certificate and key to present, for discount servers that require
     /// mutual TLS (none: present nothing).
     pub client_identity: Option<PemIdentity>,
 }
 
 impl DiscountSettings {
-    /// Settings with the default breaker and a 5 s resolve interval.
+    /// Settings with the default breaker, a 5 s resolve interval, health checks every
+    /// second, and hedging after 50 ms.
     pub fn new(
         address: impl Into<String>,
         trust_roots_pem: Vec<u8>,
@@ -72,6 +99,8 @@ impl DiscountSettings {
             call_timeout,
             breaker: BreakerSettings::default(),
             resolve_interval: Duration::from_secs(5),
+            health_interval: Duration::from_secs(1),
+            hedge_delay: Some(Duration::from_millis(50)),
             client_identity: None,
         }
     }
@@ -103,16 +132,24 @@ pub enum SettingsError {
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// No answer before the request's deadline (ours, or tonic's `Cancelled` /
-    /// `DeadlineExceeded`, which is how tonic reports an expired `grpc-timeout`).
-    #[error("no answer in time")]
-    Timeout,
-    /// No replica is accepting calls: every breaker is open, or no address resolved.
-    #[error("no discount replica is accepting calls (circuit open)")]
+    /// `DeadlineExceeded`, which is how tonic reports an expired `grpc-timeout`). `local`:
+    /// the catalog itself was overloaded at the time, so the replica is not to blame.
+    #[error("no answer in time{}", if *.local { " (the catalog was overloaded)" } else { "" })]
+    Timeout {
+        /// Whether the catalog was overloaded when the deadline passed.
+        local: bool,
+    },
+    /// No replica is accepting calls: every breaker is open, every health check failing,
+    /// or no address resolved.
+    #[error("no discount replica is accepting calls (circuit open or unhealthy)")]
     CircuitOpen,
     /// No connection: refused, reset, TLS handshake or certificate failure.
     #[error("discount service unavailable: {0}")]
     Unavailable(String),
-    /// The service answered with an error status.
+    /// The service said it is overloaded (`RESOURCE_EXHAUSTED`).
+    #[error("discount service overloaded: {0}")]
+    Overloaded(String),
+    /// The service answered with another error status.
     #[error("discount service answered {code:?}: {message}")]
     Status {
         /// The gRPC status code.
@@ -123,6 +160,76 @@ pub enum CallError {
     /// The service answered OK with something we cannot believe.
     #[error("implausible answer from the discount service: {0}")]
     BadAnswer(&'static str),
+    /// Too little of the deadline was left to start the call.
+    #[error("too little time left to call")]
+    NoBudget,
+}
+
+impl CallError {
+    /// The `outcome` label of `catalog_discount_calls_total`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Timeout { local: true } => "timeout_local",
+            Self::Timeout { local: false } => "timeout_remote",
+            Self::CircuitOpen => "breaker_open",
+            Self::Unavailable(_) => "unavailable",
+            Self::Overloaded(_) => "overloaded",
+            Self::Status { .. } | Self::BadAnswer(_) => "error",
+            Self::NoBudget => "no_budget",
+        }
+    }
+
+    /// Whether this failure counts against the replica's breaker. The replica is to blame
+    /// for what happened on its side of the wire; not for a timeout the catalog's own
+    /// overload caused, nor for shedding load when overloaded (which is what it should do).
+    pub fn blames_replica(&self) -> bool {
+        match self {
+            Self::Timeout { local } => !local,
+            Self::Unavailable(_) | Self::Status { .. } | Self::BadAnswer(_) => true,
+            Self::Overloaded(_) | Self::CircuitOpen | Self::NoBudget => false,
+        }
+    }
+}
+
+/// What the client has counted, for metrics.
+#[derive(Debug, Default)]
+struct Counters {
+    retries: AtomicU64,
+    hedges: AtomicU64,
+    hedges_won: AtomicU64,
+    budget_exhausted: AtomicU64,
+    breaker_openings: AtomicU64,
+}
+
+/// A snapshot of the client's state and counts, for metrics and readiness.
+#[derive(Debug, Clone, Default)]
+pub struct ClientStats {
+    /// Each replica's breaker state.
+    pub breakers: Vec<BreakerState>,
+    /// Each replica's health.
+    pub health: Vec<Health>,
+    /// Replicas accepting calls now.
+    pub accepting: usize,
+    /// Calls tried again on another replica after `UNAVAILABLE`.
+    pub retries: u64,
+    /// Calls also sent to a second replica after the hedge delay.
+    pub hedges: u64,
+    /// Hedges whose answer came first.
+    pub hedges_won: u64,
+    /// Retries and hedges not sent because the budget was spent.
+    pub budget_exhausted: u64,
+    /// Times a breaker opened.
+    pub breaker_openings: u64,
+    /// The catalog runtime's lag.
+    pub lag: Duration,
+}
+
+/// What the client's calls share, behind one `Arc`.
+#[derive(Debug)]
+struct Shared {
+    load: LocalLoad,
+    counters: Counters,
+    budget: RetryBudget,
 }
 
 /// A cheap-to-clone handle on the discount service, shared by all requests.
@@ -130,39 +237,78 @@ pub enum CallError {
 pub struct DiscountClient {
     replicas: Arc<ReplicaSet>,
     call_timeout: Duration,
+    hedge_delay: Option<Duration>,
+    shared: Arc<Shared>,
 }
 
 impl DiscountClient {
-    /// Checks the settings, resolves the replicas once (a name that does not resolve yet is
-    /// logged and tried again later) and starts re-resolving in the background. Nothing is
-    /// connected yet: the first call to each replica connects.
+    /// Checks the settings, starts measuring the catalog's own load, resolves the replicas
+    /// once (a name that does not resolve yet is logged and tried again later), starts their
+    /// health checks and re-resolving in the background. No customer call has been made;
+    /// the first call or health check to each replica connects.
     pub async fn start(settings: &DiscountSettings) -> Result<Self, SettingsError> {
         let targets = replicas::parse_targets(&settings.address)?;
+        let load = LocalLoad::start();
+        // A down or unreachable replica must cost at most one call timeout.
+        let patience = settings.call_timeout.max(Duration::from_millis(100));
         let channel = ChannelSettings {
             trust_roots: Certificate::from_pem(&settings.trust_roots_pem),
             client_identity: settings
                 .client_identity
                 .as_ref()
                 .map(|id| Identity::from_pem(&id.cert_chain_pem, &id.private_key_pem)),
-            // A down or unreachable replica must cost at most one call timeout.
-            connect_timeout: settings.call_timeout.max(Duration::from_millis(100)),
+            connect_timeout: patience,
             breaker: settings.breaker,
+            health: HealthSettings {
+                interval: settings.health_interval,
+                timeout: patience,
+            },
+            load: load.clone(),
         };
         let replicas = ReplicaSet::resolve(targets, channel).await;
         replicas::spawn_refresh(&replicas, settings.resolve_interval);
         Ok(Self {
             replicas,
             call_timeout: settings.call_timeout,
+            hedge_delay: settings.hedge_delay.filter(|delay| !delay.is_zero()),
+            shared: Arc::new(Shared {
+                load,
+                counters: Counters::default(),
+                budget: RetryBudget::default(),
+            }),
         })
     }
 
+    /// Whether the catalog is overloaded (shared with admission control).
+    pub fn local_load(&self) -> &LocalLoad {
+        &self.shared.load
+    }
+
     /// The circuit breaker state of each replica now, for metrics and readiness.
-    pub fn breaker_states(&self) -> Vec<breaker::BreakerState> {
+    pub fn breaker_states(&self) -> Vec<BreakerState> {
         self.replicas
             .replicas()
             .iter()
             .map(|replica| replica.breaker.state())
             .collect()
+    }
+
+    /// The state and counts now, for metrics and readiness.
+    pub fn stats(&self) -> ClientStats {
+        let replicas = self.replicas.replicas();
+        let counters = &self.shared.counters;
+        let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        ClientStats {
+            breakers: replicas.iter().map(|r| r.breaker.state()).collect(),
+            health: replicas.iter().map(|r| r.health.get()).collect(),
+            accepting: replicas.iter().filter(|r| r.accepts_calls()).count(),
+            retries: count(&counters.retries),
+            hedges: count(&counters.hedges),
+            hedges_won: count(&counters.hedges_won),
+            budget_exhausted: count(&counters.budget_exhausted),
+            breaker_openings: count(&counters.breaker_openings),
+            lag: self.shared.load.lag(),
+        }
     }
 
     /// The replicas as now resolved, for logs and tests.
@@ -175,7 +321,8 @@ impl DiscountClient {
     }
 
     /// Asks for the discount on each of `products` for `customer`, concurrently, and returns
-    /// one result per product, in the same order. Returns within about the call timeout.
+    /// one result per product, in the same order. Returns within about the call timeout,
+    /// which starts now: call this once the request has been admitted.
     ///
     /// `request_id` goes to discount as `x-request-id` metadata, for its logs.
     pub async fn discounts(
@@ -197,8 +344,8 @@ impl DiscountClient {
             .await
     }
 
-    /// One product's discount: a replica the breakers admit, and a second one if the
-    /// first refused the call.
+    /// One product's discount: a replica that accepts calls; a hedge on a second one if the
+    /// first is slow; a retry on a second one if the first refused the call.
     #[tracing::instrument(
         name = "discount_call",
         level = "debug",
@@ -212,38 +359,125 @@ impl DiscountClient {
         request_id: Option<&MetadataValue<Ascii>>,
         deadline: Instant,
     ) -> Result<Option<Discount>, CallError> {
-        let call_on = |replica| call(replica, customer, product, request_id, deadline);
+        if deadline.saturating_duration_since(Instant::now()) < MIN_CALL_BUDGET {
+            return Err(CallError::NoBudget);
+        }
+        let attempt = |replica: Arc<Replica>| {
+            Attempt {
+                replica,
+                message: message(customer, product),
+                request_id: request_id.cloned(),
+                asked: (product.id, product.price_in_cents),
+                deadline,
+                shared: self.shared.clone(),
+            }
+            .run()
+        };
+        self.shared.budget.earn();
         let first = self.replicas.pick(None).ok_or(CallError::CircuitOpen)?;
-        let result = call_on(&first).await;
+        let first_addr = first.addr;
+        let mut primary = Box::pin(attempt(first));
+
+        let result = match self.hedge_time(deadline) {
+            None => primary.await,
+            Some(hedge_at) => tokio::select! {
+                result = &mut primary => result,
+                () = tokio::time::sleep_until(hedge_at) => {
+                    match self.extra_replica(first_addr, deadline, Extra::Hedge) {
+                        Some(second) => {
+                            tracing::debug!(slow = %first_addr, hedge_on = %second.addr, "hedging");
+                            return self.race(primary, attempt(second)).await;
+                        }
+                        None => primary.await,
+                    }
+                }
+            },
+        };
         if !matches!(result, Err(CallError::Unavailable(_))) {
             return result;
         }
         // Refused before anything was processed: one more try, on another replica if one
-        // admits a call, within the same deadline.
-        match self.replicas.pick(Some(first.addr)) {
+        // accepts calls, within the same deadline.
+        match self.extra_replica(first_addr, deadline, Extra::Retry) {
             Some(second) => {
-                tracing::debug!(refused_by = %first.addr, retry_on = %second.addr, "retrying");
-                call_on(&second).await
+                tracing::debug!(refused_by = %first_addr, retry_on = %second.addr, "retrying");
+                attempt(second).await
             }
             None => result,
         }
     }
+
+    /// When to hedge a call started now, if hedging is on, there is another replica, and
+    /// a hedge would still have time to answer.
+    fn hedge_time(&self, deadline: Instant) -> Option<Instant> {
+        let at = Instant::now() + self.hedge_delay?;
+        (at + MIN_CALL_BUDGET < deadline && self.replicas.accepting() > 1).then_some(at)
+    }
+
+    /// A replica other than `avoid` for an extra call, if there is one, there is time, the
+    /// catalog is not overloaded (for a hedge), and the budget allows.
+    fn extra_replica(
+        &self,
+        avoid: std::net::SocketAddr,
+        deadline: Instant,
+        extra: Extra,
+    ) -> Option<Arc<Replica>> {
+        if deadline.saturating_duration_since(Instant::now()) < MIN_CALL_BUDGET
+            || (extra == Extra::Hedge && self.shared.load.is_overloaded())
+        {
+            return None;
+        }
+        let replica = self.replicas.pick(Some(avoid))?;
+        let counters = &self.shared.counters;
+        if !self.shared.budget.try_spend() {
+            counters.budget_exhausted.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let counter = match extra {
+            Extra::Hedge => &counters.hedges,
+            Extra::Retry => &counters.retries,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Some(replica)
+    }
+
+    /// The first good answer of a call and its hedge. The loser, if the hedge wins, keeps
+    /// running on its own until its deadline, so that its replica's breaker learns how it
+    /// ended (a replica that vanished would otherwise be hedged around forever).
+    async fn race(
+        &self,
+        mut primary: std::pin::Pin<Box<impl Future<Output = CallResult> + Send + 'static>>,
+        hedge: impl Future<Output = CallResult>,
+    ) -> CallResult {
+        tokio::pin!(hedge);
+        tokio::select! {
+            result = &mut primary => match result {
+                Ok(_) => result,
+                Err(_) => hedge.await.or(result),
+            },
+            result = &mut hedge => match result {
+                Ok(_) => {
+                    self.shared.counters.hedges_won.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(primary);
+                    result
+                }
+                Err(_) => primary.await,
+            },
+        }
+    }
 }
 
-/// One call to one replica, bounded by `deadline`; its outcome goes to the replica's
-/// breaker.
-async fn call(
-    replica: &Replica,
-    customer: &Customer,
-    product: &Product,
-    request_id: Option<&MetadataValue<Ascii>>,
-    deadline: Instant,
-) -> Result<Option<Discount>, CallError> {
-    let time_left = deadline.saturating_duration_since(Instant::now());
-    if time_left.is_zero() {
-        return Err(CallError::Timeout);
-    }
-    let mut request = tonic::Request::new(pb::DiscountRequest {
+/// What an extra call is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extra {
+    Hedge,
+    Retry,
+}
+
+type CallResult = Result<Option<Discount>, CallError>;
+
+fn message(customer: &Customer, product: &Product) -> pb::DiscountRequest {
+    pb::DiscountRequest {
         customer: Some(pb::Customer {
             id: customer.id,
             first_name: customer.first_name.clone(),
@@ -256,28 +490,65 @@ async fn call(
             price_in_cents: product.price_in_cents,
             discount_value: None,
         }),
-    });
-    // Sent as `grpc-timeout`, so the server can give up when we have.
-    request.set_timeout(time_left);
-    if let Some(id) = request_id {
-        request
-            .metadata_mut()
-            .insert(ecommerce::REQUEST_ID_HEADER, id.clone());
     }
-    // Our own timer as well: it also covers connecting and waiting for a stream.
-    let mut grpc = replica.grpc.clone();
-    let result = match tokio::time::timeout_at(deadline, grpc.apply_discount(request)).await {
-        Err(_elapsed) => Err(CallError::Timeout),
-        Ok(Err(status)) => Err(classify(&status)),
-        Ok(Ok(response)) => interpret(product, response.into_inner()),
-    };
-    replica.breaker.record(result.is_ok());
-    result
 }
 
-fn classify(status: &tonic::Status) -> CallError {
+/// One call to one replica, owning all it needs (so that a hedged-around call can finish
+/// on its own). Its outcome goes to the replica's breaker, if the replica is to blame.
+struct Attempt {
+    replica: Arc<Replica>,
+    message: pb::DiscountRequest,
+    request_id: Option<MetadataValue<Ascii>>,
+    /// The product asked about: id and full price.
+    asked: (i32, i32),
+    deadline: Instant,
+    shared: Arc<Shared>,
+}
+
+impl Attempt {
+    async fn run(self) -> CallResult {
+        let time_left = self.deadline.saturating_duration_since(Instant::now());
+        let mut request = tonic::Request::new(self.message);
+        // Sent as `grpc-timeout`, so the server can give up when we have.
+        request.set_timeout(time_left);
+        if let Some(id) = self.request_id {
+            request
+                .metadata_mut()
+                .insert(ecommerce::REQUEST_ID_HEADER, id);
+        }
+        // Our own timer as well: it also covers connecting and waiting for a stream.
+        let mut grpc = self.replica.grpc();
+        let load = &self.shared.load;
+        let result =
+            match tokio::time::timeout_at(self.deadline, grpc.apply_discount(request)).await {
+                Err(_elapsed) => Err(CallError::Timeout {
+                    local: load.is_overloaded(),
+                }),
+                Ok(Err(status)) => Err(classify(&status, load)),
+                Ok(Ok(response)) => interpret(self.asked, response.into_inner()),
+            };
+        let opened = match &result {
+            Ok(_) => self.replica.breaker.record(true),
+            Err(error) if error.blames_replica() => self.replica.breaker.record(false),
+            Err(_) => false,
+        };
+        if opened {
+            self.shared
+                .counters
+                .breaker_openings
+                .fetch_add(1, Ordering::Relaxed);
+            self.replica.breaker_opened();
+        }
+        result
+    }
+}
+
+fn classify(status: &tonic::Status, load: &LocalLoad) -> CallError {
     match status.code() {
-        Code::Cancelled | Code::DeadlineExceeded => CallError::Timeout,
+        Code::Cancelled | Code::DeadlineExceeded => CallError::Timeout {
+            local: load.is_overloaded(),
+        },
+        Code::ResourceExhausted => CallError::Overloaded(status.message().to_owned()),
         Code::Unavailable | Code::Unknown if std::error::Error::source(status).is_some() => {
             CallError::Unavailable(error_chain(status))
         }
@@ -305,16 +576,15 @@ fn error_chain(status: &tonic::Status) -> String {
     text
 }
 
-/// Checks an OK answer before believing it: it must be about the product we asked for, and
-/// a discount must be a fraction in (0, 1] with a price between 0 and the full price.
-fn interpret(
-    asked: &Product,
-    response: pb::DiscountResponse,
-) -> Result<Option<Discount>, CallError> {
+/// Checks an OK answer before believing it: it must be about the product we asked for
+/// (`asked`: its id and full price), and a discount must be a fraction in (0, 1] with a
+/// price between 0 and the full price.
+fn interpret(asked: (i32, i32), response: pb::DiscountResponse) -> CallResult {
+    let (asked_id, full_price) = asked;
     let product = response
         .product
         .ok_or(CallError::BadAnswer("the answer has no product"))?;
-    if product.id != asked.id {
+    if product.id != asked_id {
         return Err(CallError::BadAnswer("the answer is about another product"));
     }
     let Some(value) = product.discount_value else {
@@ -329,7 +599,7 @@ fn interpret(
             "the discount is not a fraction in (0, 1]",
         ));
     }
-    if !(0..=asked.price_in_cents).contains(&value.value_in_cents) {
+    if !(0..=full_price).contains(&value.value_in_cents) {
         return Err(CallError::BadAnswer(
             "the discounted price is not between 0 and the full price",
         ));
@@ -344,13 +614,8 @@ fn interpret(
 mod tests {
     use super::*;
 
-    fn asked() -> Product {
-        Product {
-            id: 1,
-            slug: "s".into(),
-            description: "d".into(),
-            price_in_cents: 1000,
-        }
+    fn asked() -> (i32, i32) {
+        (1, 1000)
     }
 
     fn answer(id: i32, value: Option<pb::DiscountValue>) -> pb::DiscountResponse {
@@ -372,14 +637,14 @@ mod tests {
             })
         };
         assert_eq!(
-            interpret(&asked(), answer(1, value(0.1, 900))).unwrap(),
+            interpret(asked(), answer(1, value(0.1, 900))).unwrap(),
             Some(Discount {
                 pct: 0.1,
                 value_in_cents: 900
             })
         );
-        assert_eq!(interpret(&asked(), answer(1, None)).unwrap(), None);
-        assert_eq!(interpret(&asked(), answer(1, value(0.0, 0))).unwrap(), None);
+        assert_eq!(interpret(asked(), answer(1, None)).unwrap(), None);
+        assert_eq!(interpret(asked(), answer(1, value(0.0, 0))).unwrap(), None);
         for bad in [
             answer(2, value(0.1, 900)),
             answer(1, value(-0.1, 900)),
@@ -389,25 +654,36 @@ mod tests {
             pb::DiscountResponse { product: None },
         ] {
             assert!(matches!(
-                interpret(&asked(), bad),
+                interpret(asked(), bad),
                 Err(CallError::BadAnswer(_))
             ));
         }
     }
 
     #[test]
-    fn tonic_timeouts_are_timeouts() {
+    fn tonic_timeouts_are_timeouts_and_blame_the_replica_only_without_local_overload() {
+        let quiet = LocalLoad::with_probe(crate::overload::lag::LagProbe::idle());
         for code in [Code::Cancelled, Code::DeadlineExceeded] {
             let status = tonic::Status::new(code, "Timeout expired");
-            assert!(matches!(classify(&status), CallError::Timeout));
+            let error = classify(&status, &quiet);
+            assert!(matches!(error, CallError::Timeout { local: false }));
+            assert!(error.blames_replica());
+            assert_eq!(error.outcome(), "timeout_remote");
         }
+        let local = CallError::Timeout { local: true };
+        assert!(!local.blames_replica());
+        assert_eq!(local.outcome(), "timeout_local");
+
         let status = tonic::Status::invalid_argument("no product");
         assert!(matches!(
-            classify(&status),
+            classify(&status, &quiet),
             CallError::Status {
                 code: Code::InvalidArgument,
                 ..
             }
         ));
+        let shedding = classify(&tonic::Status::resource_exhausted("busy"), &quiet);
+        assert_eq!(shedding.outcome(), "overloaded");
+        assert!(!shedding.blames_replica(), "shedding load is not a fault");
     }
 }

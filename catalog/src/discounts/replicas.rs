@@ -8,11 +8,20 @@
 //! servers.
 //!
 //! Each replica has its own lazily connected TLS channel, verified against the **name** from
-//! the list (not the resolved IP), and its own [`CircuitBreaker`]. Calls go round-robin to
-//! the replicas whose breaker admits them. A dead replica's breaker opens after a few
-//! failures, and from then on its share of calls goes to the others. tonic's own balancer
-//! (`Channel::balance_list`) is not used: it cannot tell a dead replica from a live one
-//! until each call fails.
+//! the list (not the resolved IP), its own [`CircuitBreaker`], and its own health checks
+//! ([`super::health`]). Calls go round-robin to the replicas whose breaker is closed and
+//! whose health checks do not say otherwise. A dead replica's breaker opens after a few
+//! failures, or its health check finds it first, and from then on its share of calls goes to
+//! the others. tonic's own balancer (`Channel::balance_list`) is not used: it cannot tell a
+//! dead replica from a live one until each call fails.
+//!
+//! **Keepalive that standard servers accept.** grpc-go and grpcio servers accept an HTTP/2
+//! ping without data at most every 5 minutes, and none on a connection without calls; more
+//! and they answer `GOAWAY ENHANCE_YOUR_CALM "too_many_pings"` (grpc.io's keepalive guide).
+//! So HTTP/2 pings go out only while calls are open and nothing has been heard for 20 s
+//! (`keep_alive_while_idle(false)`), and idle connections are watched by the kernel's TCP
+//! keepalive instead, which no gRPC server polices. Dead connections under traffic are found
+//! sooner anyway, by the health checks' deadlines.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -24,10 +33,13 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use ecommerce::pb::discount_client::DiscountClient as GrpcClient;
+use tokio::sync::Notify;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::SettingsError;
 use super::breaker::{BreakerSettings, CircuitBreaker};
+use super::health::{self, HealthCell, HealthSettings};
+use crate::overload::LocalLoad;
 
 /// One entry of the address list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,10 +106,63 @@ pub struct Replica {
     pub addr: SocketAddr,
     /// The name its certificate is checked against.
     host: String,
-    /// Its channel; clones share the connection.
-    pub grpc: GrpcClient<Channel>,
-    /// Whether to call it.
+    /// How to connect to it, kept to start afresh.
+    endpoint: Endpoint,
+    /// Its channel; clones share the connection. Replaced when the connection is presumed
+    /// dead ([`Self::reconnect`]).
+    channel: RwLock<Channel>,
+    /// Whether its recent calls failed.
     pub breaker: CircuitBreaker,
+    /// What its health checks found.
+    pub health: HealthCell,
+    /// Wakes its health checks early (when its breaker opens).
+    health_wake: Arc<Notify>,
+}
+
+impl Replica {
+    /// A client on its current channel.
+    pub fn grpc(&self) -> GrpcClient<Channel> {
+        GrpcClient::new(self.channel())
+    }
+
+    /// Its current channel.
+    pub fn channel(&self) -> Channel {
+        self.channel
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Whether a customer call may go to it now: breaker closed, and health not known bad.
+    pub fn accepts_calls(&self) -> bool {
+        self.health.get().admits_calls() && self.breaker.allows_call()
+    }
+
+    /// Replaces the channel with a new, lazily connected one. A host that vanished without a
+    /// reset leaves a connection that looks alive and never answers; calls already on it end
+    /// at their deadline, later ones connect afresh.
+    pub fn reconnect(&self) {
+        *self
+            .channel
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = self.endpoint.connect_lazy();
+    }
+
+    /// Reports that its breaker just opened: a fresh connection for the health checks, and
+    /// one now rather than at the next interval.
+    pub fn breaker_opened(&self) {
+        self.reconnect();
+        self.health_wake.notify_one();
+    }
+
+    /// `host (addr)`, for logs.
+    pub fn name(&self) -> String {
+        format!("{} ({})", self.host, self.addr)
+    }
+
+    pub(crate) fn health_wake(&self) -> Arc<Notify> {
+        self.health_wake.clone()
+    }
 }
 
 /// What every replica's channel is made with.
@@ -111,6 +176,11 @@ pub struct ChannelSettings {
     pub connect_timeout: Duration,
     /// Settings of each replica's breaker.
     pub breaker: BreakerSettings,
+    /// How each replica's health is checked.
+    pub health: HealthSettings,
+    /// Whether the catalog itself is overloaded (a health check that timed out then is
+    /// ignored).
+    pub load: LocalLoad,
 }
 
 /// How a host name becomes addresses: the system resolver, or a fake in tests.
@@ -171,17 +241,25 @@ impl ReplicaSet {
             .clone()
     }
 
-    /// The next replica, round-robin, whose breaker admits a call, skipping `avoid`. The
-    /// caller must report the call's outcome to `replica.breaker`. `None` when no replica
-    /// admits a call (all breakers open, or no replica resolved).
+    /// The next replica, round-robin, that accepts calls ([`Replica::accepts_calls`]),
+    /// skipping `avoid`. `None` when no replica accepts calls (breakers open, health checks
+    /// failing, or no replica resolved).
     pub fn pick(&self, avoid: Option<SocketAddr>) -> Option<Arc<Replica>> {
         let replicas = self.replicas();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..replicas.len())
             .map(|i| &replicas[(start + i) % replicas.len()])
             .filter(|replica| Some(replica.addr) != avoid)
-            .find(|replica| replica.breaker.allows_call())
+            .find(|replica| replica.accepts_calls())
             .cloned()
+    }
+
+    /// How many replicas accept calls now.
+    pub fn accepting(&self) -> usize {
+        self.replicas()
+            .iter()
+            .filter(|replica| replica.accepts_calls())
+            .count()
     }
 
     /// Resolves every target again and swaps in the new set, keeping the channel and
@@ -216,7 +294,13 @@ impl ReplicaSet {
                     None => match self.replica(target, addr) {
                         Ok(replica) => {
                             tracing::info!(%addr, host = %target.host, "discount replica added");
-                            fresh.push(Arc::new(replica));
+                            let replica = Arc::new(replica);
+                            health::spawn_checks(
+                                Arc::downgrade(&replica),
+                                self.channel.health,
+                                self.channel.load.clone(),
+                            );
+                            fresh.push(replica);
                         }
                         Err(error) => {
                             tracing::error!(%addr, %error, "cannot set up a channel to this discount replica");
@@ -250,16 +334,21 @@ impl ReplicaSet {
             .connect_timeout(self.channel.connect_timeout)
             // Calls are a few small frames: waiting to fill a packet only adds latency.
             .tcp_nodelay(true)
-            // Notices a host that vanished without closing the connection, so the next
-            // call reconnects instead of waiting on a dead socket.
+            // Keepalive that standard servers accept: see the module docs.
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true);
+            .keep_alive_while_idle(false)
+            .tcp_keepalive(Some(Duration::from_secs(30)))
+            .tcp_keepalive_interval(Some(Duration::from_secs(5)))
+            .tcp_keepalive_retries(Some(3));
         Ok(Replica {
             addr,
             host: target.host.clone(),
-            grpc: GrpcClient::new(endpoint.connect_lazy()),
+            channel: RwLock::new(endpoint.connect_lazy()),
+            endpoint,
             breaker: CircuitBreaker::new(format!("{} ({addr})", target.host), self.channel.breaker),
+            health: HealthCell::default(),
+            health_wake: Arc::new(Notify::new()),
         })
     }
 
@@ -343,7 +432,9 @@ mod tests {
     async fn names_are_resolved_again_and_replicas_come_and_go_keeping_their_state() {
         ecommerce::install_crypto_provider();
         let dns = FakeDns::default();
-        dns.answer(Some(&["10.0.0.1:11443", "10.0.0.2:11443"]));
+        // Loopback addresses where nothing listens: the replicas' health checks really
+        // connect, and must never leave this machine.
+        dns.answer(Some(&["127.0.0.11:1", "127.0.0.12:1"]));
         let channel = ChannelSettings {
             trust_roots: Certificate::from_pem(b""),
             client_identity: None,
@@ -352,21 +443,23 @@ mod tests {
                 failure_threshold: 1,
                 cool_down: Duration::from_secs(60),
             },
+            health: HealthSettings::default(),
+            load: LocalLoad::with_probe(crate::overload::lag::LagProbe::idle()),
         };
         let targets = parse_targets("discount.example:11443").unwrap();
         let set = ReplicaSet::resolve_with(targets, channel, dns.lookup()).await;
-        assert_eq!(addrs(&set), ["10.0.0.1:11443", "10.0.0.2:11443"]);
+        assert_eq!(addrs(&set), ["127.0.0.11:1", "127.0.0.12:1"]);
         // The first replica fails: its breaker opens.
         let first = set.replicas()[0].clone();
         assert!(first.breaker.allows_call());
-        first.breaker.record(false);
+        assert!(first.breaker.record(false));
         assert!(first.breaker.is_open());
 
         spawn_refresh(&set, Duration::from_secs(5));
         // A pod goes, another comes; the one that stays keeps its breaker (still open).
-        dns.answer(Some(&["10.0.0.1:11443", "10.0.0.3:11443"]));
+        dns.answer(Some(&["127.0.0.11:1", "127.0.0.13:1"]));
         tokio::time::sleep(Duration::from_secs(6)).await;
-        assert_eq!(addrs(&set), ["10.0.0.1:11443", "10.0.0.3:11443"]);
+        assert_eq!(addrs(&set), ["127.0.0.11:1", "127.0.0.13:1"]);
         assert!(
             set.replicas()[0].breaker.is_open(),
             "a replica that stays keeps its state"
@@ -375,7 +468,7 @@ mod tests {
         // DNS fails: the replicas stay as they were.
         dns.answer(None);
         tokio::time::sleep(Duration::from_secs(5)).await;
-        assert_eq!(addrs(&set), ["10.0.0.1:11443", "10.0.0.3:11443"]);
+        assert_eq!(addrs(&set), ["127.0.0.11:1", "127.0.0.13:1"]);
     }
 
     #[test]

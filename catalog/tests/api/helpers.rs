@@ -98,6 +98,11 @@ fn serve_discount(keys: &KeyPaths, listener: TcpListener) -> Running {
     serve_discount_with(discount::Config::new(identity), listener)
 }
 
+/// Starts discount with `config` on a port the OS picks.
+pub async fn spawn_discount_with(config: discount::Config) -> Running {
+    serve_discount_with(config, loopback_listener().await)
+}
+
 fn serve_discount_with(config: discount::Config, listener: TcpListener) -> Running {
     ecommerce::install_crypto_provider();
     let addr = listener.local_addr().unwrap();
@@ -518,4 +523,20 @@ pub fn assert_whole_catalog(response: &TestResponse) {
             assert_eq!(discount, &want["discount_value"], "{}", response.body);
         }
     }
+}
+
+/// The value of the sample line that starts with `series ` (labels included).
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} not in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// The catalog's metrics now, as text.
+pub async fn scrape(addr: SocketAddr) -> String {
+    let response = request(addr, "GET", "/metrics", &[]).await;
+    assert_eq!(response.status, 200);
+    response.body
 }

@@ -3,5 +3,6 @@
 mod faults;
 mod helpers;
 mod operability;
+mod overload;
 mod products;
 mod security;

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::helpers::{
-    Fault, catalog_config, discount_address, generated_keys, get_products, request, spawn_catalog,
-    spawn_pair, spawn_recording_discount,
+    Fault, catalog_config, discount_address, generated_keys, get_products, request, sample,
+    spawn_catalog, spawn_pair, spawn_recording_discount,
 };
 
 #[tokio::test]
@@ -102,15 +102,6 @@ async fn every_response_carries_a_request_id_and_discount_receives_the_same() {
 
     let other = request(catalog.addr, "GET", "/nope", &[]).await;
     assert!(other.headers.contains_key("x-request-id"));
-}
-
-/// The value of the sample line that starts with `series ` (labels included).
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{series} not in:\n{text}"))
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test]

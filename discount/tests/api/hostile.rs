@@ -123,15 +123,23 @@ async fn unknown_fields_are_ignored() {
 async fn a_message_over_the_size_limit_is_resource_exhausted() {
     let server = start().await;
     let mut huge = product(1000);
-    huge.description = "x".repeat(discount::limits::MAX_REQUEST_BYTES + 1);
+    huge.description = "x".repeat(discount::limits::DEFAULT_MAX_REQUEST_BYTES + 1);
     let status = apply(&mut client_for(&server).await, customer(1), Some(huge))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
 
+    // A product with a 100 KB description, as the Python service accepted, is discounted.
+    let mut described = product(1000);
+    described.description = "x".repeat(100 * 1024);
+    let answer = apply(&mut client_for(&server).await, customer(1), Some(described))
+        .await
+        .unwrap();
+    assert_eq!(answer.discount_value.unwrap().value_in_cents, 900);
+
     // Just under the limit is fine.
     let mut large = product(1000);
-    large.description = "x".repeat(discount::limits::MAX_REQUEST_BYTES - 100);
+    large.description = "x".repeat(discount::limits::DEFAULT_MAX_REQUEST_BYTES - 100);
     apply(&mut client_for(&server).await, customer(1), Some(large))
         .await
         .unwrap();
