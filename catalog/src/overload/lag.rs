@@ -29,7 +29,8 @@ const WINDOW: Duration = Duration::from_millis(500);
 /// The runtime's lateness, measured by a background ticker. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct LagProbe {
-    state: Arc<Mutex<State>>,
+    /// None for a probe without a ticker ([`LagProbe::idle`]).
+    state: Option<Arc<Mutex<State>>>,
 }
 
 #[derive(Debug)]
@@ -47,37 +48,38 @@ struct State {
 impl LagProbe {
     /// Starts the ticker on the current runtime. It stops when the last clone is dropped.
     pub fn start() -> Self {
-        let probe = Self::idle();
-        let state: Weak<Mutex<State>> = Arc::downgrade(&probe.state);
+        let now = Instant::now();
+        let state = Arc::new(Mutex::new(State {
+            last_tick: now,
+            window_start: now,
+            current_max: Duration::ZERO,
+            previous_max: Duration::ZERO,
+        }));
+        let weak: Weak<Mutex<State>> = Arc::downgrade(&state);
         tokio::spawn(async move {
             loop {
                 let asked = Instant::now() + TICK;
                 tokio::time::sleep_until(asked).await;
-                let Some(state) = state.upgrade() else { break };
+                let Some(state) = weak.upgrade() else { break };
                 let now = Instant::now();
                 record(&state, now, now.saturating_duration_since(asked));
             }
         });
-        probe
+        Self { state: Some(state) }
     }
 
-    /// A probe with no ticker, that reports no lag (for tests of other parts).
+    /// A probe with no ticker, that always reports no lag (for tests of other parts).
     pub fn idle() -> Self {
-        let now = Instant::now();
-        Self {
-            state: Arc::new(Mutex::new(State {
-                last_tick: now,
-                window_start: now,
-                current_max: Duration::ZERO,
-                previous_max: Duration::ZERO,
-            })),
-        }
+        Self { state: None }
     }
 
     /// The largest lateness over the last half second to second, or how overdue the ticker is
     /// now, whichever is more.
     pub fn lag(&self) -> Duration {
-        let state = lock(&self.state);
+        let Some(state) = &self.state else {
+            return Duration::ZERO;
+        };
+        let state = lock(state);
         let now = Instant::now();
         let overdue = now
             .saturating_duration_since(state.last_tick)
