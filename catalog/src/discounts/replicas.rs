@@ -18,10 +18,13 @@
 //! **Keepalive that standard servers accept.** grpc-go and grpcio servers accept an HTTP/2
 //! ping without data at most every 5 minutes, and none on a connection without calls; more
 //! and they answer `GOAWAY ENHANCE_YOUR_CALM "too_many_pings"` (grpc.io's keepalive guide).
-//! So HTTP/2 pings go out only while calls are open and nothing has been heard for 20 s
-//! (`keep_alive_while_idle(false)`), and idle connections are watched by the kernel's TCP
-//! keepalive instead, which no gRPC server polices. Dead connections under traffic are found
-//! sooner anyway, by the health checks' deadlines.
+//! So the catalog's HTTP/2 keepalive interval is those 5 minutes, never while idle
+//! (`keep_alive_while_idle(false)`): hyper pings when a connection has been silent that long,
+//! which calls and health checks every second or 30 s never let happen. Idle connections are
+//! watched by the kernel's TCP keepalive instead, which no gRPC server polices, and dead
+//! connections under traffic are found within a second or so by the deadlines of calls and
+//! health checks. (With a 20 s interval, hyper also pinged at the start of each 30 s poll
+//! of a server without the health service: accepted by grpcio, but pings all the same.)
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -335,7 +338,7 @@ impl ReplicaSet {
             // Calls are a few small frames: waiting to fill a packet only adds latency.
             .tcp_nodelay(true)
             // Keepalive that standard servers accept: see the module docs.
-            .http2_keep_alive_interval(Duration::from_secs(20))
+            .http2_keep_alive_interval(Duration::from_secs(300))
             .keep_alive_timeout(Duration::from_secs(10))
             .keep_alive_while_idle(false)
             .tcp_keepalive(Some(Duration::from_secs(30)))
