@@ -102,17 +102,16 @@ impl Default for HealthCell {
 impl HealthCell {
     /// The health now.
     pub fn get(&self) -> Health {
-        match self.0.load(Ordering::Relaxed) {
-            1 => Health::Serving,
-            2 => Health::NotServing,
-            3 => Health::Unreachable,
-            _ => Health::Unknown,
-        }
+        Self::decode(self.0.load(Ordering::Relaxed))
     }
 
     /// Sets it, and returns what it was.
     fn replace(&self, health: Health) -> Health {
-        match self.0.swap(health as u8, Ordering::Relaxed) {
+        Self::decode(self.0.swap(health as u8, Ordering::Relaxed))
+    }
+
+    fn decode(value: u8) -> Health {
+        match value {
             1 => Health::Serving,
             2 => Health::NotServing,
             3 => Health::Unreachable,
@@ -165,7 +164,7 @@ async fn check(replica: &Replica, timeout: Duration) -> Finding {
         Ok(Err(status)) => match status.code() {
             Code::Unimplemented | Code::NotFound => Finding::NoHealthService,
             Code::Cancelled | Code::DeadlineExceeded => Finding::TimedOut,
-            _ => Finding::Unreachable(super::error_chain(&status)),
+            _ => Finding::Unreachable(super::attempt::error_chain(&status)),
         },
     }
 }

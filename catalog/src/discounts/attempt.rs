@@ -1,0 +1,217 @@
+//! One call to one replica: the request, its deadline, and what its outcome says.
+//!
+//! An [`Attempt`] owns all it needs, so that a call a hedge has overtaken can run on by
+//! itself to its deadline ([`super::DiscountClient`]'s `race`) and still tell its replica's
+//! breaker how it ended. What counts against the replica is [`CallError::blames_replica`]'s
+//! rule; a timeout is the catalog's own fault when [`LocalLoad`] says it was overloaded.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use ecommerce::pb;
+use tokio::time::Instant;
+use tonic::Code;
+use tonic::metadata::{Ascii, MetadataValue};
+
+use super::replicas::Replica;
+use super::{CallError, Discount, Shared};
+use crate::overload::LocalLoad;
+
+/// What one call comes to.
+pub(crate) type CallResult = Result<Option<Discount>, CallError>;
+
+/// One call to one replica, owning all it needs (so that a hedged-around call can finish
+/// on its own). Its outcome goes to the replica's breaker, if the replica is to blame.
+pub(crate) struct Attempt {
+    pub replica: Arc<Replica>,
+    pub message: pb::DiscountRequest,
+    pub request_id: Option<MetadataValue<Ascii>>,
+    /// The product asked about: id and full price.
+    pub asked: (i32, i32),
+    pub deadline: Instant,
+    pub shared: Arc<Shared>,
+}
+
+impl Attempt {
+    /// Makes the call, and reports its outcome to the replica's breaker if it is to blame.
+    pub async fn run(self) -> CallResult {
+        let time_left = self.deadline.saturating_duration_since(Instant::now());
+        let mut request = tonic::Request::new(self.message);
+        // Sent as `grpc-timeout`, so the server can give up when we have.
+        request.set_timeout(time_left);
+        if let Some(id) = self.request_id {
+            request
+                .metadata_mut()
+                .insert(ecommerce::REQUEST_ID_HEADER, id);
+        }
+        // Our own timer as well: it also covers connecting and waiting for a stream.
+        let mut grpc = self.replica.grpc();
+        let load = &self.shared.load;
+        let result =
+            match tokio::time::timeout_at(self.deadline, grpc.apply_discount(request)).await {
+                Err(_elapsed) => Err(CallError::Timeout {
+                    local: load.is_overloaded(),
+                }),
+                Ok(Err(status)) => Err(classify(&status, load)),
+                Ok(Ok(response)) => interpret(self.asked, response.into_inner()),
+            };
+        let opened = match &result {
+            Ok(_) => self.replica.breaker.record(true),
+            Err(error) if error.blames_replica() => self.replica.breaker.record(false),
+            Err(_) => false,
+        };
+        if opened {
+            self.shared
+                .counters
+                .breaker_openings
+                .fetch_add(1, Ordering::Relaxed);
+            self.replica.breaker_opened();
+        }
+        result
+    }
+}
+
+fn classify(status: &tonic::Status, load: &LocalLoad) -> CallError {
+    match status.code() {
+        Code::Cancelled | Code::DeadlineExceeded => CallError::Timeout {
+            local: load.is_overloaded(),
+        },
+        Code::ResourceExhausted => CallError::Overloaded(status.message().to_owned()),
+        Code::Unavailable | Code::Unknown if std::error::Error::source(status).is_some() => {
+            CallError::Unavailable(error_chain(status))
+        }
+        Code::Unavailable => CallError::Unavailable(status.message().to_owned()),
+        code => CallError::Status {
+            code,
+            message: status.message().to_owned(),
+        },
+    }
+}
+
+/// "message: cause: cause", the way transport failures (TLS, refused) are explained.
+/// tonic and hyper often repeat a cause's text in its wrapper's; each text appears once.
+pub(crate) fn error_chain(status: &tonic::Status) -> String {
+    let mut text = status.message().to_owned();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Checks an OK answer before believing it: it must be about the product we asked for
+/// (`asked`: its id and full price), and a discount must be a fraction in (0, 1] with a
+/// price between 0 and the full price.
+fn interpret(asked: (i32, i32), response: pb::DiscountResponse) -> CallResult {
+    let (asked_id, full_price) = asked;
+    let product = response
+        .product
+        .ok_or(CallError::BadAnswer("the answer has no product"))?;
+    if product.id != asked_id {
+        return Err(CallError::BadAnswer("the answer is about another product"));
+    }
+    let Some(value) = product.discount_value else {
+        return Ok(None);
+    };
+    // An empty `discount_value` (pct 0) is how the service says "no discount".
+    if value.pct == 0.0 {
+        return Ok(None);
+    }
+    if !(value.pct > 0.0 && value.pct <= 1.0) {
+        return Err(CallError::BadAnswer(
+            "the discount is not a fraction in (0, 1]",
+        ));
+    }
+    if !(0..=full_price).contains(&value.value_in_cents) {
+        return Err(CallError::BadAnswer(
+            "the discounted price is not between 0 and the full price",
+        ));
+    }
+    Ok(Some(Discount {
+        pct: value.pct,
+        value_in_cents: value.value_in_cents,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asked() -> (i32, i32) {
+        (1, 1000)
+    }
+
+    fn answer(id: i32, value: Option<pb::DiscountValue>) -> pb::DiscountResponse {
+        pb::DiscountResponse {
+            product: Some(pb::Product {
+                id,
+                discount_value: value,
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn answers_are_checked_before_they_are_believed() {
+        let value = |pct, value_in_cents| {
+            Some(pb::DiscountValue {
+                pct,
+                value_in_cents,
+            })
+        };
+        assert_eq!(
+            interpret(asked(), answer(1, value(0.1, 900))).unwrap(),
+            Some(Discount {
+                pct: 0.1,
+                value_in_cents: 900
+            })
+        );
+        assert_eq!(interpret(asked(), answer(1, None)).unwrap(), None);
+        assert_eq!(interpret(asked(), answer(1, value(0.0, 0))).unwrap(), None);
+        for bad in [
+            answer(2, value(0.1, 900)),
+            answer(1, value(-0.1, 900)),
+            answer(1, value(f32::NAN, 900)),
+            answer(1, value(0.1, 1001)),
+            answer(1, value(0.1, -1)),
+            pb::DiscountResponse { product: None },
+        ] {
+            assert!(matches!(
+                interpret(asked(), bad),
+                Err(CallError::BadAnswer(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn tonic_timeouts_are_timeouts_and_blame_the_replica_only_without_local_overload() {
+        let quiet = LocalLoad::with_probe(crate::overload::lag::LagProbe::idle());
+        for code in [Code::Cancelled, Code::DeadlineExceeded] {
+            let status = tonic::Status::new(code, "Timeout expired");
+            let error = classify(&status, &quiet);
+            assert!(matches!(error, CallError::Timeout { local: false }));
+            assert!(error.blames_replica());
+            assert_eq!(error.outcome(), "timeout_remote");
+        }
+        let local = CallError::Timeout { local: true };
+        assert!(!local.blames_replica());
+        assert_eq!(local.outcome(), "timeout_local");
+
+        let status = tonic::Status::invalid_argument("no product");
+        assert!(matches!(
+            classify(&status, &quiet),
+            CallError::Status {
+                code: Code::InvalidArgument,
+                ..
+            }
+        ));
+        let shedding = classify(&tonic::Status::resource_exhausted("busy"), &quiet);
+        assert_eq!(shedding.outcome(), "overloaded");
+        assert!(!shedding.blames_replica(), "shedding load is not a fault");
+    }
+}
