@@ -181,23 +181,36 @@ pub async fn products(
     let products = app.catalog.products();
     let customer = customer_id.and_then(|id| app.catalog.customer(id));
 
+    let mut admitted = false;
     let (discounts, status): (Vec<Option<Discount>>, DiscountStatus) = match customer {
         None => (vec![None; products.len()], DiscountStatus::Skipped),
         Some(customer) => {
-            let weight = products.len().min(MAX_CALLS_IN_FLIGHT);
-            let ticket = match app.admission.admit(weight).await {
-                Ok(ticket) => ticket,
-                Err(reason) => {
-                    app.metrics.shed(reason, arrived.elapsed());
-                    return overloaded();
+            // Admission bounds discount calls. With no replica accepting calls there will be
+            // none: every product falls back at once, and waiting for a turn would only
+            // make the fallback slower.
+            let ticket = if app.discounts.any_replica_accepting() {
+                let weight = products.len().min(MAX_CALLS_IN_FLIGHT);
+                match app.admission.admit(weight).await {
+                    Ok(ticket) => {
+                        app.metrics.admitted(ticket.waited);
+                        Some(ticket)
+                    }
+                    Err(reason) => {
+                        app.metrics.shed(reason, arrived.elapsed());
+                        return overloaded();
+                    }
                 }
+            } else {
+                None
             };
-            app.metrics.admitted(ticket.waited);
             let results = app
                 .discounts
                 .discounts(customer, products, request_id)
                 .await;
-            ticket.finish();
+            if let Some(ticket) = ticket {
+                admitted = true;
+                ticket.finish();
+            }
             for result in &results {
                 app.metrics.discount_call(result);
             }
@@ -217,7 +230,7 @@ pub async fn products(
     response
         .headers_mut()
         .insert(DISCOUNT_STATUS_HEADER, status.header_value());
-    if status != DiscountStatus::Skipped {
+    if admitted {
         app.metrics.admitted_request_done(arrived.elapsed());
     }
     response

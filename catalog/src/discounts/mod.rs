@@ -313,6 +313,11 @@ impl DiscountClient {
         }
     }
 
+    /// Whether any replica accepts calls now.
+    pub fn any_replica_accepting(&self) -> bool {
+        self.replicas.accepting() > 0
+    }
+
     /// The replicas as now resolved, for logs and tests.
     pub fn replica_addresses(&self) -> Vec<std::net::SocketAddr> {
         self.replicas
@@ -346,8 +351,8 @@ impl DiscountClient {
             .await
     }
 
-    /// One product's discount: a replica that accepts calls; a hedge on a second one if the
-    /// first is slow; a retry on a second one if the first refused the call.
+    /// One product's discount: too late to start, no replica accepting calls, or the calls
+    /// of [`Self::call`].
     #[tracing::instrument(
         name = "discount_call",
         level = "debug",
@@ -364,6 +369,24 @@ impl DiscountClient {
         if deadline.saturating_duration_since(Instant::now()) < MIN_CALL_BUDGET {
             return Err(CallError::NoBudget);
         }
+        let first = self.replicas.pick(None).ok_or(CallError::CircuitOpen)?;
+        self.shared.budget.earn();
+        // Boxed: the hedging and retrying below make a large future, and `discounts` keeps
+        // one of these per product in flight; a call that fails at once (no replica) should
+        // not pay for moving it.
+        Box::pin(self.call(first, customer, product, request_id, deadline)).await
+    }
+
+    /// The calls of one product, from the first attempt on `first`: a hedge on a second
+    /// replica if the first is slow, a retry on a second one if the first refused the call.
+    async fn call(
+        &self,
+        first: Arc<Replica>,
+        customer: &Customer,
+        product: &Product,
+        request_id: Option<&MetadataValue<Ascii>>,
+        deadline: Instant,
+    ) -> CallResult {
         let attempt = |replica: Arc<Replica>| {
             Attempt {
                 replica,
@@ -375,25 +398,25 @@ impl DiscountClient {
             }
             .run()
         };
-        self.shared.budget.earn();
-        let first = self.replicas.pick(None).ok_or(CallError::CircuitOpen)?;
         let first_addr = first.addr;
-        let mut primary = Box::pin(attempt(first));
-
         let result = match self.hedge_time(deadline) {
-            None => primary.await,
-            Some(hedge_at) => tokio::select! {
-                result = &mut primary => result,
-                () = tokio::time::sleep_until(hedge_at) => {
-                    match self.extra_replica(first_addr, deadline, Extra::Hedge) {
-                        Some(second) => {
-                            tracing::debug!(slow = %first_addr, hedge_on = %second.addr, "hedging");
-                            return self.race(primary, attempt(second)).await;
+            None => attempt(first).await,
+            // Boxed, so that `race` can leave it running on its own.
+            Some(hedge_at) => {
+                let mut primary = Box::pin(attempt(first));
+                tokio::select! {
+                    result = &mut primary => result,
+                    () = tokio::time::sleep_until(hedge_at) => {
+                        match self.extra_replica(first_addr, deadline, Extra::Hedge) {
+                            Some(second) => {
+                                tracing::debug!(slow = %first_addr, hedge_on = %second.addr, "hedging");
+                                return self.race(primary, attempt(second)).await;
+                            }
+                            None => primary.await,
                         }
-                        None => primary.await,
                     }
                 }
-            },
+            }
         };
         if !matches!(result, Err(CallError::Unavailable(_))) {
             return result;
