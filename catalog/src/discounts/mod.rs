@@ -286,15 +286,6 @@ impl DiscountClient {
         &self.shared.load
     }
 
-    /// The circuit breaker state of each replica now, for metrics and readiness.
-    pub fn breaker_states(&self) -> Vec<BreakerState> {
-        self.replicas
-            .replicas()
-            .iter()
-            .map(|replica| replica.breaker.state())
-            .collect()
-    }
-
     /// The state and counts now, for metrics and readiness.
     pub fn stats(&self) -> ClientStats {
         let replicas = self.replicas.replicas();

@@ -59,11 +59,12 @@ async fn a_request_that_waits_too_long_for_admission_gets_503_with_retry_after_a
     );
     assert!(waited < Duration::from_secs(2), "took {waited:?}");
 
-    // Probes, metrics and unpriced requests are never queued.
+    // Probes, metrics and unpriced requests are never queued: queued, they would wait out
+    // the 200 ms and get 503 (the admitted request holds its permits until the gate opens).
     for path in ["/healthz", "/readyz", "/metrics", "/"] {
         let started = Instant::now();
         assert_eq!(request(addr, "GET", path, &[]).await.status, 200, "{path}");
-        assert!(started.elapsed() < Duration::from_millis(150), "{path}");
+        assert!(started.elapsed() < Duration::from_secs(1), "{path}");
     }
     let unpriced = get_products(addr, &[]).await;
     assert_eq!(unpriced.status, 200);
@@ -97,20 +98,20 @@ async fn a_request_that_waits_too_long_for_admission_gets_503_with_retry_after_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_spent_waiting_for_admission_is_not_taken_from_the_discount_deadline() {
     let (_dir, keys) = generated_keys();
-    // Each call takes 150 ms of a 250 ms deadline; requests run one at a time.
+    // Each call takes 150 ms of a 400 ms deadline; requests run one at a time.
     let slow = spawn_faulty_discount(&keys, Fault::Delay(Duration::from_millis(150))).await;
     let mut config = catalog_config(
         &keys,
         discount_address(slow.addr),
-        Duration::from_millis(250),
+        Duration::from_millis(400),
     )
     .await;
     config.admission = one_request_at_a_time(Duration::from_secs(5));
     let catalog = spawn_catalog(config).await;
     let addr = catalog.addr;
 
-    // The third request waits about 300 ms for its turn, more than the whole deadline.
-    let requests: Vec<_> = (0..3)
+    // The fourth request waits about 450 ms for its turn, more than the whole deadline.
+    let requests: Vec<_> = (0..4)
         .map(|_| tokio::spawn(async move { get_products(addr, &[("X-USER-ID", b"1")]).await }))
         .collect();
     for request in requests {
@@ -119,7 +120,7 @@ async fn time_spent_waiting_for_admission_is_not_taken_from_the_discount_deadlin
         assert_eq!(discount_status(&response), "complete");
     }
     let metrics = scrape(addr).await;
-    assert!(sample(&metrics, "catalog_admission_wait_seconds_sum") >= 0.25);
+    assert!(sample(&metrics, "catalog_admission_wait_seconds_sum") >= 0.4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,7 +131,7 @@ async fn a_timeout_while_the_catalog_is_overloaded_does_not_open_the_breaker() {
     let mut settings = settings(
         &keys,
         discount_address(discount.addr),
-        Duration::from_millis(300),
+        Duration::from_secs(1),
     );
     // A single failure the replica is blamed for would open it.
     settings.breaker = BreakerSettings {
@@ -172,11 +173,11 @@ async fn a_timeout_while_the_catalog_is_overloaded_does_not_open_the_breaker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_replica_is_hedged_around_within_the_deadline() {
     let (_dir, keys) = generated_keys();
-    let slow = spawn_faulty_discount(&keys, Fault::Delay(Duration::from_millis(250))).await;
+    let slow = spawn_faulty_discount(&keys, Fault::Delay(Duration::from_secs(1))).await;
     let fast = spawn_discount(&keys).await;
     // IP addresses: the certificate names 127.0.0.1 as well as localhost.
     let replicas = format!("{},{}", slow.addr, fast.addr);
-    let mut settings = settings(&keys, replicas, Duration::from_millis(300));
+    let mut settings = settings(&keys, replicas, Duration::from_millis(1500));
     settings.hedge_delay = Some(Duration::from_millis(30));
     let catalog = spawn_catalog(config_with(Catalog::embedded(), settings).await).await;
 
@@ -185,8 +186,8 @@ async fn a_slow_replica_is_hedged_around_within_the_deadline() {
         let response = get_products(catalog.addr, &[("X-USER-ID", b"1")]).await;
         let elapsed = started.elapsed();
         assert_eq!(response.body, CUSTOMER_1_BODY);
-        // Hedged at 30 ms to the fast replica, not waited out at 250 ms.
-        assert!(elapsed < Duration::from_millis(200), "took {elapsed:?}");
+        // Hedged at 30 ms to the fast replica, not waited out for a second.
+        assert!(elapsed < Duration::from_millis(600), "took {elapsed:?}");
     }
     let metrics = scrape(catalog.addr).await;
     let hedges = sample(&metrics, "catalog_discount_hedges_total");
