@@ -1,7 +1,8 @@
 """A Python gRPC discount server with the same rule as ours, for interop tests.
 
 It loads keys/cert.pem (the server certificate, then the CA) and keys/private.key, as the
-old Python service did, and prints "listening address=127.0.0.1:PORT" once it serves
+old Python service did (with --client-ca, it also requires a client certificate issued by
+that CA), and prints "listening address=127.0.0.1:PORT" once it serves
 (port 0 lets the OS pick). Stops on SIGTERM or SIGINT.
 
     python discount_server.py --cert keys/cert.pem --key keys/private.key
@@ -39,10 +40,17 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--cert", required=True)
     parser.add_argument("--key", required=True)
+    parser.add_argument("--client-ca", help="require client certificates issued by this CA")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     with open(args.cert, "rb") as c, open(args.key, "rb") as k:
-        credentials = grpc.ssl_server_credentials([(k.read(), c.read())])
+        pair = (k.read(), c.read())
+    if args.client_ca:
+        with open(args.client_ca, "rb") as f:
+            credentials = grpc.ssl_server_credentials(
+                [pair], root_certificates=f.read(), require_client_auth=True)
+    else:
+        credentials = grpc.ssl_server_credentials([pair])
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     ecommerce_pb2_grpc.add_DiscountServicer_to_server(Discount(), server)
     port = server.add_secure_port(f"127.0.0.1:{args.port}", credentials)

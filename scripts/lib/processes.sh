@@ -3,6 +3,7 @@
 # directory for the logs.
 
 pids=()
+declare -A pid_of=()
 
 # start_logged NAME COMMAND…: runs COMMAND in the background, stderr and stdout to
 # $work/NAME.log, and remembers its pid for stop_all.
@@ -11,6 +12,13 @@ start_logged() {
     shift
     "$@" >"$work/$name.log" 2>&1 &
     pids+=($!)
+    pid_of[$name]=$!
+}
+
+# stop_one NAME: SIGTERM to the process start_logged started as NAME, then waits for it.
+stop_one() {
+    kill -TERM "${pid_of[$1]}" 2>/dev/null || true
+    wait "${pid_of[$1]}" 2>/dev/null || true
 }
 
 # address_in NAME PATTERN: waits (at most 30 s) for a line of $work/NAME.log that matches
@@ -36,4 +44,5 @@ stop_all() {
         wait "${pids[@]}" 2>/dev/null || true
     fi
     pids=()
+declare -A pid_of=()
 }
