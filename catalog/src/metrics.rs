@@ -3,9 +3,11 @@
 //! | metric | what |
 //! |---|---|
 //! | `catalog_http_requests_total{route, status}` | finished HTTP requests |
-//! | `catalog_http_request_duration_seconds{route}` | time to answer, histogram |
+//! | `catalog_http_request_duration_seconds{route}` | time to answer, histogram (with a bucket at the latency objective, 50 ms) |
+//! | `catalog_products_responses_total{discount_status}` | `/products` answers by `X-Discount-Status`: `complete`, `partial`, `unavailable`, `skipped` (the discount coverage objective's numbers) |
 //! | `catalog_http_requests_in_flight` | requests being answered now |
 //! | `catalog_discount_calls_total{outcome}` | discount calls by final outcome: `applied`, `no_discount`, `timeout_remote` (the replica's fault), `timeout_local` (the catalog was overloaded), `unavailable`, `overloaded` (`RESOURCE_EXHAUSTED`), `error`, `breaker_open` (no replica accepting calls), `no_budget` (too little of the deadline left to start) |
+//! | `catalog_discount_replica_calls_total{replica, result}` | calls (attempts: hedges and retries too) by replica address, `ok` or `failed` |
 //! | `catalog_discount_fallbacks_total` | products served at full price because their call failed |
 //! | `catalog_discount_breakers{state}` | discount replicas by breaker state: `closed`, `half_open` (cool-down over, waiting for a health check), `open` |
 //! | `catalog_discount_breaker_openings_total` | times a replica's breaker opened |
@@ -40,7 +42,13 @@ use crate::discounts::breaker::BreakerState;
 use crate::discounts::health::Health;
 use crate::discounts::{CallError, ClientStats};
 use crate::overload::admission::{Admission, Shed};
-use crate::routes::PATHS;
+use crate::routes::{DiscountStatus, PATHS};
+
+/// The bounds of `catalog_http_request_duration_seconds`, in seconds.
+const DURATION_BUCKETS: [f64; 16] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.3,
+    0.5, 1.0, 2.5,
+];
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -66,6 +74,17 @@ struct StateLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HealthLabels {
     health: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DiscountStatusLabels {
+    discount_status: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplicaLabels {
+    replica: String,
+    result: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -114,6 +133,8 @@ pub struct Metrics {
     duration: Family<RouteLabels, Histogram>,
     in_flight: Gauge,
     calls: Family<OutcomeLabels, Counter>,
+    replica_calls: Family<ReplicaLabels, Counter>,
+    products_responses: Family<DiscountStatusLabels, Counter>,
     fallbacks: Counter,
     breakers: Family<StateLabels, Gauge>,
     replicas: Family<HealthLabels, Gauge>,
@@ -145,9 +166,10 @@ impl Metrics {
             "HTTP requests answered, by route and status",
             requests.clone(),
         );
-        // 50 µs to about 1.6 s.
+        // 50 µs to 2.5 s, with bounds at the latency objective (50 ms) and at the default
+        // discount deadline (300 ms): the alert rules count the requests under them.
         let duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+            Histogram::new(DURATION_BUCKETS.iter().copied())
         });
         registry.register(
             "http_request_duration_seconds",
@@ -166,6 +188,32 @@ impl Metrics {
             "Discount calls, by outcome",
             calls.clone(),
         );
+        let replica_calls = Family::<ReplicaLabels, Counter>::default();
+        registry.register(
+            "discount_replica_calls",
+            "Discount calls (hedges and retries included) by replica address and result",
+            replica_calls.clone(),
+        );
+        let products_responses = Family::<DiscountStatusLabels, Counter>::default();
+        registry.register(
+            "products_responses",
+            "/products answers, by X-Discount-Status",
+            products_responses.clone(),
+        );
+        // Every value from the start, at zero: an alert's rate() needs the series to exist
+        // before its first increment.
+        for status in [
+            DiscountStatus::Complete,
+            DiscountStatus::Partial,
+            DiscountStatus::Unavailable,
+            DiscountStatus::Skipped,
+        ] {
+            products_responses
+                .get_or_create(&DiscountStatusLabels {
+                    discount_status: status.name(),
+                })
+                .inc_by(0);
+        }
         let fallbacks = Counter::default();
         registry.register(
             "discount_fallbacks",
@@ -245,6 +293,12 @@ impl Metrics {
             "Priced /products requests answered 503 without being admitted, by reason",
             shed.clone(),
         );
+        for reason in [Shed::QueueTimeout, Shed::QueueFull] {
+            shed.get_or_create(&ReasonLabels {
+                reason: reason.reason(),
+            })
+            .inc_by(0);
+        }
         // 0.5 ms to about 3.6 s, in steps of a quarter: fine enough for percentiles.
         let admitted_duration = Histogram::new(exponential_buckets(0.000_5, 1.25, 40));
         registry.register(
@@ -264,6 +318,8 @@ impl Metrics {
             duration,
             in_flight,
             calls,
+            replica_calls,
+            products_responses,
             fallbacks,
             breakers,
             replicas,
@@ -314,6 +370,15 @@ impl Metrics {
         if result.is_err() {
             self.fallbacks.inc();
         }
+    }
+
+    /// Records a `/products` answer with its `X-Discount-Status`.
+    pub fn products_answered(&self, status: DiscountStatus) {
+        self.products_responses
+            .get_or_create(&DiscountStatusLabels {
+                discount_status: status.name(),
+            })
+            .inc();
     }
 
     /// Records a priced request admitted after waiting `waited`.
@@ -376,6 +441,15 @@ impl Metrics {
                 .set(count as i64);
         }
         self.client.catch_up(stats);
+        for &(addr, ok, failed) in &stats.replica_calls {
+            for (result, total) in [("ok", ok), ("failed", failed)] {
+                let counter = self.replica_calls.get_or_create(&ReplicaLabels {
+                    replica: addr.to_string(),
+                    result,
+                });
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
+        }
         self.admission.limit.set(admission.limit() as i64);
         self.admission.in_flight.set(admission.in_flight() as i64);
         self.admission.queued.set(admission.queued() as i64);

@@ -230,6 +230,7 @@ pub async fn products(
     response
         .headers_mut()
         .insert(DISCOUNT_STATUS_HEADER, status.header_value());
+    app.metrics.products_answered(status);
     if admitted {
         app.metrics.admitted_request_done(arrived.elapsed());
     }
@@ -282,13 +283,18 @@ impl DiscountStatus {
         }
     }
 
-    fn header_value(self) -> HeaderValue {
-        HeaderValue::from_static(match self {
+    /// Its name, as in the header and the metrics.
+    pub fn name(self) -> &'static str {
+        match self {
             Self::Skipped => "skipped",
             Self::Complete => "complete",
             Self::Partial => "partial",
             Self::Unavailable => "unavailable",
-        })
+        }
+    }
+
+    fn header_value(self) -> HeaderValue {
+        HeaderValue::from_static(self.name())
     }
 }
 

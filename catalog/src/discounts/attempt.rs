@@ -55,6 +55,7 @@ impl Attempt {
                 Ok(Err(status)) => Err(classify(&status, load)),
                 Ok(Ok(response)) => interpret(self.asked, response.into_inner()),
             };
+        self.replica.tally.record(result.is_ok());
         let opened = match &result {
             Ok(_) => self.replica.breaker.record(true),
             Err(error) if error.blames_replica() => self.replica.breaker.record(false),

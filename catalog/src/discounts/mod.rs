@@ -224,6 +224,8 @@ pub struct ClientStats {
     pub breaker_openings: u64,
     /// The catalog runtime's lag.
     pub lag: Duration,
+    /// Calls by replica address since start-up: `(address, ok, failed)`.
+    pub replica_calls: Vec<(std::net::SocketAddr, u64, u64)>,
 }
 
 /// What the client's calls share, behind one `Arc`.
@@ -301,6 +303,7 @@ impl DiscountClient {
             budget_exhausted: count(&counters.budget_exhausted),
             breaker_openings: count(&counters.breaker_openings),
             lag: self.shared.load.lag(),
+            replica_calls: self.replicas.tallies(),
         }
     }
 

@@ -26,13 +26,13 @@
 //! health checks. (With a 20 s interval, hyper also pinged at the start of each 30 s poll
 //! of a server without the health service: accepted by grpcio, but pings all the same.)
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use ecommerce::pb::discount_client::DiscountClient as GrpcClient;
@@ -120,6 +120,26 @@ pub struct Replica {
     pub health: HealthCell,
     /// Wakes its health checks early (when its breaker opens).
     health_wake: Arc<Notify>,
+    /// Its calls' outcomes, kept by address across re-resolutions (for the metrics).
+    pub tally: Arc<ReplicaTally>,
+}
+
+/// Calls made to one address, by outcome. Kept by the [`ReplicaSet`] per address, so that
+/// a replica that leaves and comes back continues its counts (counters never go down).
+#[derive(Debug, Default)]
+pub struct ReplicaTally {
+    /// Calls it answered with a discount or none.
+    pub ok: AtomicU64,
+    /// Calls that failed: errors, timeouts, bad answers.
+    pub failed: AtomicU64,
+}
+
+impl ReplicaTally {
+    /// Counts one call's outcome.
+    pub fn record(&self, ok: bool) {
+        let counter = if ok { &self.ok } else { &self.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Replica {
@@ -211,6 +231,8 @@ pub struct ReplicaSet {
     current: RwLock<Arc<[Arc<Replica>]>>,
     /// Round-robin position.
     next: AtomicUsize,
+    /// Every address's call counts, since start-up.
+    tallies: Mutex<BTreeMap<SocketAddr, Arc<ReplicaTally>>>,
 }
 
 impl ReplicaSet {
@@ -231,6 +253,7 @@ impl ReplicaSet {
             lookup,
             current: RwLock::new(Arc::from(Vec::new())),
             next: AtomicUsize::new(0),
+            tallies: Mutex::default(),
         });
         set.refresh().await;
         set
@@ -352,7 +375,30 @@ impl ReplicaSet {
             breaker: CircuitBreaker::new(format!("{} ({addr})", target.host), self.channel.breaker),
             health: HealthCell::default(),
             health_wake: Arc::new(Notify::new()),
+            tally: self.tally(addr),
         })
+    }
+
+    fn tally(&self, addr: SocketAddr) -> Arc<ReplicaTally> {
+        self.tallies
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(addr)
+            .or_default()
+            .clone()
+    }
+
+    /// Calls by address, since start-up: `(address, ok, failed)`, in address order.
+    pub fn tallies(&self) -> Vec<(SocketAddr, u64, u64)> {
+        self.tallies
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(addr, tally)| {
+                let ok = tally.ok.load(Ordering::Relaxed);
+                (*addr, ok, tally.failed.load(Ordering::Relaxed))
+            })
+            .collect()
     }
 
     /// Whether any target is a name (and so worth resolving again).

@@ -112,6 +112,7 @@ async fn metrics_count_requests_discount_outcomes_fallbacks_and_breakers() {
     get_products(addr, &[("X-USER-ID", b"2")]).await;
     get_products(addr, &[("X-USER-ID", b"x")]).await;
     request(addr, "GET", "/no/such/path", &[]).await;
+    let discount_addr = pair.discount.addr;
     pair.discount.stop().await;
     get_products(addr, &[("X-USER-ID", b"1")]).await;
 
@@ -177,6 +178,38 @@ async fn metrics_count_requests_discount_outcomes_fallbacks_and_breakers() {
         ),
         4.0
     );
+    // The latency objective's bound is a bucket: the alert rules read it.
+    assert!(
+        sample(
+            text,
+            r#"catalog_http_request_duration_seconds_bucket{le="0.05",route="/products"}"#
+        ) <= 4.0
+    );
+    // The discount coverage objective's numbers: X-Discount-Status of each answer.
+    for (status, count) in [("complete", 2.0), ("unavailable", 1.0)] {
+        assert_eq!(
+            sample(
+                text,
+                &format!(r#"catalog_products_responses_total{{discount_status="{status}"}}"#)
+            ),
+            count,
+            "{status}"
+        );
+    }
+    // Per replica: the six answered calls went to the discount's address (a retry on `::1`
+    // may add failures, never answers).
+    let replica_calls = |result: &str| -> f64 {
+        text.lines()
+            .filter(|line| line.starts_with("catalog_discount_replica_calls_total{"))
+            .filter(|line| line.contains(&format!(r#"result="{result}""#)))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(replica_calls("ok"), 6.0);
+    assert!(replica_calls("failed") >= 3.0);
+    assert!(text.contains(&format!(
+        r#"catalog_discount_replica_calls_total{{replica="{discount_addr}",result="ok"}} 6"#
+    )));
     // The scrape itself is in flight.
     assert_eq!(sample(text, "catalog_http_requests_in_flight"), 1.0);
     // `localhost` resolves to one or two loopback addresses, each a replica with a breaker.
