@@ -12,12 +12,18 @@ use ecommerce::{listener, shutdown, telemetry};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init_tracing(cli.log_format);
     ecommerce::install_crypto_provider();
     let runtime = ecommerce::runtime::build().context("cannot start the tokio runtime")?;
     match cli.command {
-        None => runtime.block_on(serve(&cli.serve)),
+        // Tracing starts inside the runtime: the OTLP exporter's channel lives there.
+        None => runtime.block_on(async {
+            let telemetry = telemetry::init(cli.log_format, "catalog", &cli.serve.tracing)?;
+            let served = serve(&cli.serve).await;
+            telemetry.shutdown().await;
+            served
+        }),
         Some(Command::Healthcheck { port }) => {
+            telemetry::init_logs(cli.log_format, "catalog");
             runtime.block_on(catalog::healthcheck::check(port))?;
             println!("ready");
             Ok(())

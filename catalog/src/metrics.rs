@@ -22,6 +22,7 @@
 //! | `catalog_requests_admitted_total` | priced requests admitted |
 //! | `catalog_requests_shed_total{reason}` | priced requests answered 503: `queue_timeout`, `queue_full` |
 //! | `catalog_admitted_request_duration_seconds` | time to answer an admitted priced request, from its arrival, histogram (fine buckets, for latency percentiles) |
+//! | `catalog_trace_spans_total{outcome}` | trace spans `exported`, `failed` (the collector refused or was unreachable), `dropped` (the export queue was full) |
 //! | `catalog_scheduler_lag_seconds` | how late the catalog's runtime runs (max over the last second) |
 //!
 //! `route` is one of the catalog's paths ([`PATHS`]) or `other`, so that arbitrary paths cannot create
@@ -37,6 +38,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use ecommerce::telemetry::export::SpanCounters;
 
 use crate::discounts::breaker::BreakerState;
 use crate::discounts::health::Health;
@@ -145,6 +148,7 @@ pub struct Metrics {
     shed: Family<ReasonLabels, Counter>,
     admitted_duration: Histogram,
     lag: Gauge<f64, AtomicU64>,
+    spans: SpanCounters,
     /// Held while the values taken at scrape time are written, so that two scrapes at once
     /// cannot count a counter's catch-up twice.
     scrape: Arc<Mutex<()>>,
@@ -312,8 +316,10 @@ impl Metrics {
             "How late the catalog's runtime runs: the most over the last second",
             lag.clone(),
         );
+        let spans = SpanCounters::register(&mut registry);
         Self {
             registry: Arc::new(registry),
+            spans,
             requests,
             duration,
             in_flight,
@@ -454,6 +460,7 @@ impl Metrics {
         self.admission.in_flight.set(admission.in_flight() as i64);
         self.admission.queued.set(admission.queued() as i64);
         self.lag.set(stats.lag.as_secs_f64());
+        self.spans.catch_up();
         ecommerce::metrics_format::encode(&self.registry, accept)
     }
 }

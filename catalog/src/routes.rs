@@ -31,6 +31,7 @@ use hyper::header::{
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::data::{Catalog, Product};
 use crate::discounts::{CallError, Discount, DiscountClient, MAX_CALLS_IN_FLIGHT};
@@ -72,7 +73,7 @@ pub async fn handle(
     let _in_flight = app.metrics.in_flight();
     let id = request_id::from_client(request.headers()).unwrap_or_else(request_id::generate);
     let route = Metrics::route(request.uri().path());
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), route);
+    let span = request_span(&request, &id, route);
 
     let mut response = route_request(&app, &request, &id, started)
         .instrument(span.clone())
@@ -86,6 +87,10 @@ pub async fn handle(
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     app.metrics.request_done(route, status, elapsed);
+    span.set_attribute("http.response.status_code", i64::from(status));
+    if status >= 500 {
+        span.record("otel.status_code", "error");
+    }
     span.in_scope(|| {
         tracing::info!(
             path = request.uri().path(),
@@ -95,6 +100,60 @@ pub async fn handle(
         );
     });
     Ok(response)
+}
+
+/// The span of one request: its log lines' context, and its OpenTelemetry server span,
+/// continuing the caller's trace (W3C `traceparent`). Probes and scrapes get a span of
+/// their own target, `catalog::probe`, which logs like any other but is not exported.
+fn request_span(request: &Request<Incoming>, id: &str, route: &'static str) -> tracing::Span {
+    let method = request.method();
+    if matches!(route, "/healthz" | "/readyz" | "/metrics") {
+        return tracing::info_span!(target: "catalog::probe", "request", request_id = %id, %method, route);
+    }
+    // Semantic conventions: a method the catalog does not know is `_OTHER`, and a path it
+    // does not serve has no route; neither may create new span names.
+    let method_name: &'static str = match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "_OTHER",
+    };
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        %method,
+        route,
+        otel.name = %if route == "other" {
+            method_name.to_owned()
+        } else {
+            format!("{method_name} {route}")
+        },
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+    );
+    ecommerce::telemetry::propagation::continue_trace(&span, request.headers());
+    span.set_attribute("http.request.method", method_name);
+    if route != "other" {
+        span.set_attribute("http.route", route);
+    }
+    let path = request.uri().path();
+    // The path is the client's: bounded, so a long one cannot bloat the span.
+    let path = path.get(..path.len().min(256)).unwrap_or("");
+    span.set_attribute("url.path", path.to_owned());
+    span.set_attribute("url.scheme", "http");
+    span.set_attribute(
+        "network.protocol.version",
+        match request.version() {
+            hyper::Version::HTTP_2 => "2",
+            hyper::Version::HTTP_10 => "1.0",
+            _ => "1.1",
+        },
+    );
+    span
 }
 
 async fn route_request(
@@ -180,6 +239,11 @@ pub async fn products(
     };
     let products = app.catalog.products();
     let customer = customer_id.and_then(|id| app.catalog.customer(id));
+    let span = tracing::Span::current();
+    span.set_attribute("ecommerce.customer.known", customer.is_some());
+    if let Some(customer) = customer {
+        span.set_attribute("ecommerce.customer.id", i64::from(customer.id));
+    }
 
     let mut admitted = false;
     let (discounts, status): (Vec<Option<Discount>>, DiscountStatus) = match customer {
@@ -193,10 +257,15 @@ pub async fn products(
                 match app.admission.admit(weight).await {
                     Ok(ticket) => {
                         app.metrics.admitted(ticket.waited);
+                        span.set_attribute(
+                            "ecommerce.admission.wait_ms",
+                            ticket.waited.as_secs_f64() * 1000.0,
+                        );
                         Some(ticket)
                     }
                     Err(reason) => {
                         app.metrics.shed(reason, arrived.elapsed());
+                        span.set_attribute("ecommerce.admission.shed", reason.reason());
                         return overloaded();
                     }
                 }
@@ -216,6 +285,7 @@ pub async fn products(
             }
             let status = DiscountStatus::of(&results);
             log_failures(customer.id, &results);
+            record_failures(&span, &results);
             let discounts = results.into_iter().map(Result::unwrap_or_default).collect();
             (discounts, status)
         }
@@ -231,6 +301,7 @@ pub async fn products(
         .headers_mut()
         .insert(DISCOUNT_STATUS_HEADER, status.header_value());
     app.metrics.products_answered(status);
+    span.set_attribute("ecommerce.discount.status", status.name());
     if admitted {
         app.metrics.admitted_request_done(arrived.elapsed());
     }
@@ -295,6 +366,17 @@ impl DiscountStatus {
 
     fn header_value(self) -> HeaderValue {
         HeaderValue::from_static(self.name())
+    }
+}
+
+/// The failures of a request's discount calls, on its span: how many products fell back,
+/// and why the first did (a call that never started, such as one refused by open
+/// breakers, has no client span of its own to say it).
+fn record_failures(span: &tracing::Span, results: &[Result<Option<Discount>, CallError>]) {
+    let mut failures = results.iter().filter_map(|r| r.as_ref().err());
+    if let Some(first) = failures.next() {
+        span.set_attribute("ecommerce.discount.fallbacks", 1 + failures.count() as i64);
+        span.set_attribute("ecommerce.discount.first_error", first.outcome());
     }
 }
 

@@ -84,6 +84,9 @@ pub struct ServeArgs {
     /// How long to keep serving, not ready, after SIGTERM.
     #[command(flatten)]
     pub shutdown: DelayArgs,
+
+    #[command(flatten)]
+    pub tracing: ecommerce::telemetry::TraceArgs,
 }
 
 /// What else the binary can do.

@@ -10,12 +10,20 @@ use ecommerce::{listener, shutdown, telemetry};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init_tracing(cli.log_format);
     ecommerce::install_crypto_provider();
     let runtime = ecommerce::runtime::build().context("cannot start the tokio runtime")?;
     let paths = KeyPaths::new(&cli.keys_dir);
+    if cli.command.is_some() {
+        telemetry::init_logs(cli.log_format, "discount");
+    }
     match &cli.command {
-        None => runtime.block_on(serve(&cli.serve, &paths, &cli.tls_names)),
+        // Tracing starts inside the runtime: the OTLP exporter's channel lives there.
+        None => runtime.block_on(async {
+            let telemetry = telemetry::init(cli.log_format, "discount", &cli.serve.tracing)?;
+            let served = serve(&cli.serve, &paths, &cli.tls_names).await;
+            telemetry.shutdown().await;
+            served
+        }),
         Some(Command::Healthcheck { port, host }) => {
             let trust_roots_pem = keys::read_trust_roots(&paths)?;
             // Presented when there is one, in case the service requires client certificates.

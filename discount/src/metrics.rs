@@ -3,7 +3,14 @@
 //!
 //! - `discount_grpc_server_handled_total{grpc_method, grpc_code}`: finished calls by gRPC
 //!   status code;
-//! - `discount_grpc_server_handling_seconds{grpc_method}`: time from request to status.
+//! - `discount_grpc_server_handling_seconds{grpc_method}`: time from request to status;
+//! - `discount_trace_spans_total{outcome}`: trace spans `exported`, `failed` (the
+//!   collector refused or was unreachable), `dropped` (the export queue was full).
+//!
+//! The same layer starts each call's OpenTelemetry server span, continuing the caller's
+//! trace (W3C `traceparent` in the metadata), and ends it with the status code: both need
+//! the code, which is read once, here. Health checks get no span (a probe every second
+//! would bury the calls that matter); they are still counted.
 //!
 //! Calls are counted by a tower layer around the whole gRPC server ([`MetricsLayer`]), so a
 //! request that never reaches the handler also counts, under the code tonic gave it (an
@@ -20,6 +27,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use ecommerce::telemetry::export::SpanCounters;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::{Request, Response, StatusCode};
@@ -31,6 +39,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tonic::Code;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// Methods counted by name; anything else is `other`.
 const KNOWN_METHODS: [&str; 3] = [
@@ -56,6 +66,7 @@ pub struct Metrics {
     registry: Arc<Registry>,
     handled: Family<CallLabels, Counter>,
     handling_seconds: Family<MethodLabels, Histogram>,
+    spans: SpanCounters,
 }
 
 impl Default for Metrics {
@@ -83,16 +94,19 @@ impl Metrics {
             "Time from a gRPC request to its status, by method",
             handling_seconds.clone(),
         );
+        let spans = SpanCounters::register(&mut registry);
         Self {
             registry: Arc::new(registry),
             handled,
             handling_seconds,
+            spans,
         }
     }
 
     /// The metrics, and their content type, in the format `accept` prefers (see
     /// [`ecommerce::metrics_format`]).
     pub fn encode(&self, accept: Option<&str>) -> (&'static str, String) {
+        self.spans.catch_up();
         ecommerce::metrics_format::encode(&self.registry, accept)
     }
 
@@ -192,13 +206,18 @@ where
             .find(|known| **known == path)
             .copied()
             .unwrap_or("other");
+        let span = server_span(path, request.headers());
         let mut pending = Some(PendingCall {
             metrics: self.metrics.clone(),
             method,
             started: Instant::now(),
+            span: span.clone(),
         });
-        let response = self.inner.call(request);
-        Box::pin(async move {
+        let response = match &span {
+            Some(span) => span.in_scope(|| self.inner.call(request)),
+            None => self.inner.call(request),
+        };
+        let answered = async move {
             let response = response.await?;
             // A trailers-only response carries its status in the headers.
             if let Some(code) = grpc_status(response.headers())
@@ -207,8 +226,52 @@ where
                 call.finish(code);
             }
             Ok(response.map(|inner| MetricsBody { inner, pending }))
-        })
+        };
+        match span {
+            Some(span) => Box::pin(answered.instrument(span)),
+            None => Box::pin(answered),
+        }
     }
+}
+
+/// The server span of a call (`None` for health checks): named and shaped by the
+/// semantic conventions for RPC, its parent the caller's span if the metadata names one.
+/// The handler records the request's fields on it (`request_id`, `customer_id`,
+/// `product_id`), and its log lines are span events.
+fn server_span(path: &str, headers: &http::HeaderMap) -> Option<tracing::Span> {
+    if path.starts_with("/grpc.health.v1.Health/") {
+        return None;
+    }
+    let name = path.strip_prefix('/').unwrap_or(path);
+    let (service, method) = name.split_once('/').unwrap_or((name, ""));
+    let span = tracing::info_span!(
+        "grpc_call",
+        request_id = tracing::field::Empty,
+        customer_id = tracing::field::Empty,
+        product_id = tracing::field::Empty,
+        otel.name = name,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+    );
+    ecommerce::telemetry::propagation::continue_trace(&span, headers);
+    span.set_attribute("rpc.system", "grpc");
+    span.set_attribute("rpc.service", service.to_owned());
+    span.set_attribute("rpc.method", method.to_owned());
+    Some(span)
+}
+
+/// Status codes that are the server's failure, for the span's status (semantic
+/// conventions for gRPC servers): the others are the client's doing.
+fn server_error(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
+    )
 }
 
 /// A call whose status has not been seen yet.
@@ -216,11 +279,18 @@ struct PendingCall {
     metrics: Metrics,
     method: &'static str,
     started: Instant,
+    span: Option<tracing::Span>,
 }
 
 impl PendingCall {
     fn finish(self, code: Code) {
         self.metrics.record(self.method, code, self.started);
+        if let Some(span) = &self.span {
+            span.set_attribute("rpc.grpc.status_code", code as i64);
+            if server_error(code) {
+                span.record("otel.status_code", "error");
+            }
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 use ecommerce::pb::discount_server::Discount;
 use ecommerce::pb::{DiscountRequest, DiscountResponse};
 use tonic::{Request, Response, Status};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::pricing;
 
@@ -16,11 +17,9 @@ impl Discount for DiscountService {
     ///
     /// A request without a product cannot be answered and is `INVALID_ARGUMENT`. A request
     /// without a customer is well-formed: nobody to discount, so no discount.
-    #[tracing::instrument(
-        name = "apply_discount",
-        skip_all,
-        fields(request_id, customer_id, product_id)
-    )]
+    ///
+    /// It runs in the call's server span ([`crate::metrics::MetricsLayer`] starts it), and
+    /// records the request's fields and the rule's outcome on it.
     async fn apply_discount(
         &self,
         request: Request<DiscountRequest>,
@@ -50,11 +49,16 @@ impl Discount for DiscountService {
         span.record("product_id", product.id);
 
         let product = pricing::apply(customer_id, product);
-        match &product.discount_value {
-            Some(value) if value.pct > 0.0 => {
+        let applied = product
+            .discount_value
+            .as_ref()
+            .filter(|value| value.pct > 0.0);
+        span.set_attribute("ecommerce.discount.applied", applied.is_some());
+        match applied {
+            Some(value) => {
                 tracing::info!(value_in_cents = value.value_in_cents, "discount applied");
             }
-            _ => tracing::info!("no discount"),
+            None => tracing::info!("no discount"),
         }
         Ok(Response::new(DiscountResponse {
             product: Some(product),

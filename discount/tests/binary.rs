@@ -302,3 +302,72 @@ async fn plaintext_on_the_tls_port_is_refused_logged_and_disturbs_no_one() {
     assert_eq!(discounted(&mut client, 100).await, 90);
     assert_eq!(process.terminate().code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_export_off_a_callers_trace_id_is_on_every_log_line_of_its_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys_dir = dir.path().join("keys");
+    let mut command = discount();
+    command
+        .args(["0", "--log-format", "json", "--keys-dir"])
+        .arg(&keys_dir)
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    let mut process = ServiceProcess::spawn(command);
+    let line = process.wait_for_line("listening (TLS)");
+    let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let port: u16 = entry["fields"]["address"]
+        .as_str()
+        .and_then(|address| address.rsplit(':').next())
+        .and_then(|port| port.parse().ok())
+        .expect("a port");
+    assert!(entry.get("trace_id").is_none(), "not in a trace: {line}");
+
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let mut client = tls_client(port, &KeyPaths::new(&keys_dir)).await;
+    let mut request = tonic::Request::new(DiscountRequest {
+        customer: Some(Customer {
+            id: 1,
+            ..Default::default()
+        }),
+        product: Some(Product {
+            id: 7,
+            price_in_cents: 1000,
+            ..Default::default()
+        }),
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-b7ad6b7169203331-01")
+            .parse()
+            .unwrap(),
+    );
+    client.apply_discount(request).await.expect("discounted");
+
+    let line = process.wait_for_line("discount applied");
+    let entry: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(entry["trace_id"], trace_id, "{line}");
+    // Its own span's id: the server span, a child of the caller's.
+    let span_id = entry["span_id"].as_str().expect("a span id");
+    assert_eq!(span_id.len(), 16);
+    assert_ne!(span_id, "b7ad6b7169203331");
+    assert_eq!(entry["span"]["product_id"], 7, "{line}");
+    assert_eq!(process.terminate().code(), Some(0));
+}
+
+#[test]
+fn an_otlp_protocol_this_build_lacks_stops_start_up_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = discount();
+    command
+        .args(["0", "--otlp-endpoint", "http://127.0.0.1:4318", "--keys-dir"])
+        .arg(dir.path())
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
+    let (status, _, stderr) = run_to_end(command);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
+            && stderr.contains("gRPC only"),
+        "{stderr}"
+    );
+}

@@ -5,6 +5,7 @@
 //! breaker how it ended. What counts against the replica is [`CallError::blames_replica`]'s
 //! rule; a timeout is the catalog's own fault when [`LocalLoad`] says it was overloaded.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -12,6 +13,8 @@ use ecommerce::pb;
 use tokio::time::Instant;
 use tonic::Code;
 use tonic::metadata::{Ascii, MetadataValue};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::replicas::Replica;
 use super::{CallError, Discount, Shared};
@@ -20,10 +23,31 @@ use crate::overload::LocalLoad;
 /// What one call comes to.
 pub(crate) type CallResult = Result<Option<Discount>, CallError>;
 
+/// Why an attempt is made: the first of a product's calls, or an extra one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AttemptKind {
+    First,
+    /// After the hedge delay, beside a slow first attempt.
+    Hedge,
+    /// After the first attempt was refused.
+    Retry,
+}
+
+impl AttemptKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::First => "first",
+            Self::Hedge => "hedge",
+            Self::Retry => "retry",
+        }
+    }
+}
+
 /// One call to one replica, owning all it needs (so that a hedged-around call can finish
 /// on its own). Its outcome goes to the replica's breaker, if the replica is to blame.
 pub(crate) struct Attempt {
     pub replica: Arc<Replica>,
+    pub kind: AttemptKind,
     pub message: pb::DiscountRequest,
     pub request_id: Option<MetadataValue<Ascii>>,
     /// The product asked about: id and full price.
@@ -34,11 +58,35 @@ pub(crate) struct Attempt {
 
 impl Attempt {
     /// Makes the call, and reports its outcome to the replica's breaker if it is to blame.
-    pub async fn run(self) -> CallResult {
+    ///
+    /// Its OpenTelemetry client span starts now, as a child of the caller's span (the
+    /// request's), so that an attempt a hedge leaves running on its own stays in the trace;
+    /// the span's context goes to discount in the call's metadata (`traceparent`).
+    pub fn run(self) -> impl Future<Output = CallResult> + Send {
+        let span = tracing::info_span!(
+            "discount_attempt",
+            replica = %self.replica.addr,
+            attempt = self.kind.name(),
+            otel.name = "ecommerce.Discount/ApplyDiscount",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+        );
+        span.set_attribute("rpc.system", "grpc");
+        span.set_attribute("rpc.service", "ecommerce.Discount");
+        span.set_attribute("rpc.method", "ApplyDiscount");
+        span.set_attribute("server.address", self.replica.addr.ip().to_string());
+        span.set_attribute("server.port", i64::from(self.replica.addr.port()));
+        span.set_attribute("ecommerce.attempt", self.kind.name());
+        span.set_attribute("ecommerce.product.id", i64::from(self.asked.0));
+        self.call(span.clone()).instrument(span)
+    }
+
+    async fn call(self, span: tracing::Span) -> CallResult {
         let time_left = self.deadline.saturating_duration_since(Instant::now());
         let mut request = tonic::Request::new(self.message);
         // Sent as `grpc-timeout`, so the server can give up when we have.
         request.set_timeout(time_left);
+        ecommerce::telemetry::propagation::inject(&span, request.metadata_mut());
         if let Some(id) = self.request_id {
             request
                 .metadata_mut()
@@ -47,14 +95,22 @@ impl Attempt {
         // Our own timer as well: it also covers connecting and waiting for a stream.
         let mut grpc = self.replica.grpc();
         let load = &self.shared.load;
-        let result =
+        let (result, code) =
             match tokio::time::timeout_at(self.deadline, grpc.apply_discount(request)).await {
-                Err(_elapsed) => Err(CallError::Timeout {
-                    local: load.is_overloaded(),
-                }),
-                Ok(Err(status)) => Err(classify(&status, load)),
-                Ok(Ok(response)) => interpret(self.asked, response.into_inner()),
+                Err(_elapsed) => (
+                    Err(CallError::Timeout {
+                        local: load.is_overloaded(),
+                    }),
+                    Code::DeadlineExceeded,
+                ),
+                Ok(Err(status)) => (Err(classify(&status, load)), status.code()),
+                Ok(Ok(response)) => (interpret(self.asked, response.into_inner()), Code::Ok),
             };
+        span.set_attribute("rpc.grpc.status_code", code as i64);
+        if let Err(error) = &result {
+            span.record("otel.status_code", "error");
+            span.set_attribute("error.type", error.outcome());
+        }
         self.replica.tally.record(result.is_ok());
         let opened = match &result {
             Ok(_) => self.replica.breaker.record(true),

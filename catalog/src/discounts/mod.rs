@@ -47,7 +47,7 @@ use tonic::Code;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Certificate, Identity};
 
-use self::attempt::{Attempt, CallResult};
+use self::attempt::{Attempt, AttemptKind, CallResult};
 use self::breaker::{BreakerSettings, BreakerState};
 use self::budget::RetryBudget;
 use self::health::{Health, HealthSettings};
@@ -381,9 +381,10 @@ impl DiscountClient {
         request_id: Option<&MetadataValue<Ascii>>,
         deadline: Instant,
     ) -> CallResult {
-        let attempt = |replica: Arc<Replica>| {
+        let attempt = |replica: Arc<Replica>, kind: AttemptKind| {
             Attempt {
                 replica,
+                kind,
                 message: message(customer, product),
                 request_id: request_id.cloned(),
                 asked: (product.id, product.price_in_cents),
@@ -394,17 +395,17 @@ impl DiscountClient {
         };
         let first_addr = first.addr;
         let result = match self.hedge_time(deadline) {
-            None => attempt(first).await,
+            None => attempt(first, AttemptKind::First).await,
             // Boxed, so that `race` can leave it running on its own.
             Some(hedge_at) => {
-                let mut primary = Box::pin(attempt(first));
+                let mut primary = Box::pin(attempt(first, AttemptKind::First));
                 tokio::select! {
                     result = &mut primary => result,
                     () = tokio::time::sleep_until(hedge_at) => {
                         match self.extra_replica(first_addr, deadline, Extra::Hedge) {
                             Some(second) => {
                                 tracing::debug!(slow = %first_addr, hedge_on = %second.addr, "hedging");
-                                return self.race(primary, attempt(second)).await;
+                                return self.race(primary, attempt(second, AttemptKind::Hedge)).await;
                             }
                             None => primary.await,
                         }
@@ -420,7 +421,7 @@ impl DiscountClient {
         match self.extra_replica(first_addr, deadline, Extra::Retry) {
             Some(second) => {
                 tracing::debug!(refused_by = %first_addr, retry_on = %second.addr, "retrying");
-                attempt(second).await
+                attempt(second, AttemptKind::Retry).await
             }
             None => result,
         }

@@ -1,0 +1,567 @@
+//! Distributed tracing, end to end, against a real OTLP/gRPC receiver: the collector's own
+//! service definitions (opentelemetry-proto), served by tonic in this process.
+//!
+//! The catalog is the real binary, exporting as a user would turn it on
+//! (`OTEL_EXPORTER_OTLP_ENDPOINT`). discount runs in this process (`discount::run`), with
+//! this process's telemetry set up by the same `ecommerce::telemetry::init` that discount's
+//! `main` calls, exporting to the same receiver as service `discount`. The receiver, and
+//! that telemetry, live on a runtime of their own for the whole test binary; each test
+//! starts its own trace, with a `traceparent` of its own, and looks only at that trace.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Command;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use ecommerce::keys::{self, KeyPaths};
+use ecommerce::telemetry::{self, LogFormat, Telemetry, TraceArgs};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use testkit::{PATIENCE, ServiceProcess};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Span kinds and status codes as OTLP numbers them.
+const SERVER: i32 = 2;
+const CLIENT: i32 = 3;
+const STATUS_ERROR: i32 = 2;
+
+/// One received span, flattened for assertions.
+#[derive(Debug, Clone)]
+struct ReceivedSpan {
+    service: String,
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+    trace_state: String,
+    name: String,
+    kind: i32,
+    status: i32,
+    attributes: HashMap<String, String>,
+    events: Vec<String>,
+}
+
+impl ReceivedSpan {
+    fn attr(&self, key: &str) -> &str {
+        self.attributes
+            .get(key)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("{key} missing from {self:#?}"))
+    }
+}
+
+/// What the receiver has been sent, and a way to wait for more.
+#[derive(Debug, Default)]
+struct Received {
+    spans: Mutex<Vec<ReceivedSpan>>,
+    arrived: Condvar,
+}
+
+#[derive(Debug, Clone)]
+struct Receiver(Arc<Received>);
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut received = Vec::new();
+        for resource_spans in request.into_inner().resource_spans {
+            let resource = resource_spans.resource.unwrap_or_default();
+            let service = attributes(&resource.attributes)
+                .remove("service.name")
+                .unwrap_or_default();
+            for scope_spans in resource_spans.scope_spans {
+                for span in scope_spans.spans {
+                    received.push(ReceivedSpan {
+                        service: service.clone(),
+                        trace_id: hex(&span.trace_id),
+                        span_id: hex(&span.span_id),
+                        parent_span_id: hex(&span.parent_span_id),
+                        trace_state: span.trace_state,
+                        name: span.name,
+                        kind: span.kind,
+                        status: span.status.map(|s| s.code).unwrap_or_default(),
+                        attributes: attributes(&span.attributes),
+                        events: span.events.into_iter().map(|e| e.name).collect(),
+                    });
+                }
+            }
+        }
+        self.0.spans.lock().unwrap().extend(received);
+        self.0.arrived.notify_all();
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn attributes(
+    list: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+) -> HashMap<String, String> {
+    list.iter()
+        .map(|kv| {
+            let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Value::StringValue(s)) => s.clone(),
+                Some(Value::IntValue(i)) => i.to_string(),
+                Some(Value::BoolValue(b)) => b.to_string(),
+                Some(Value::DoubleValue(d)) => d.to_string(),
+                other => format!("{other:?}"),
+            };
+            (kv.key.clone(), value)
+        })
+        .collect()
+}
+
+/// The receiver and this process's telemetry (as discount's), for the whole test binary.
+struct Harness {
+    receiver: SocketAddr,
+    received: Arc<Received>,
+    telemetry: Telemetry,
+}
+
+fn harness() -> &'static Harness {
+    static HARNESS: OnceLock<Harness> = OnceLock::new();
+    HARNESS.get_or_init(|| {
+        let (ready, started) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+                let receiver = listener.local_addr().unwrap();
+                let received = Arc::new(Received::default());
+                tokio::spawn(
+                    tonic::transport::Server::builder()
+                        .add_service(TraceServiceServer::new(Receiver(received.clone())))
+                        .serve_with_incoming(TcpListenerStream::new(listener)),
+                );
+                // As discount's main does, inside the runtime.
+                let telemetry = telemetry::init(
+                    LogFormat::Pretty,
+                    "discount",
+                    &TraceArgs {
+                        otlp_endpoint: Some(format!("http://{receiver}")),
+                    },
+                )
+                .expect("telemetry starts");
+                ready
+                    .send(Harness {
+                        receiver,
+                        received,
+                        telemetry,
+                    })
+                    .ok();
+                std::future::pending::<()>().await;
+            });
+        });
+        started.recv().expect("the harness starts")
+    })
+}
+
+impl Harness {
+    /// Exports discount's queued spans now.
+    async fn flush_discount(&self) {
+        let telemetry: &'static Telemetry = &harness().telemetry;
+        tokio::task::spawn_blocking(move || telemetry.force_flush())
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the spans of `trace_id` satisfy `done`, and returns them.
+    fn wait_for(
+        &self,
+        trace_id: &str,
+        done: impl Fn(&[ReceivedSpan]) -> bool,
+    ) -> Vec<ReceivedSpan> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut spans = self.received.spans.lock().unwrap();
+        loop {
+            let ours: Vec<ReceivedSpan> = spans
+                .iter()
+                .filter(|s| s.trace_id == trace_id)
+                .cloned()
+                .collect();
+            if done(&ours) {
+                return ours;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "trace {trace_id} incomplete: {ours:#?}");
+            spans = self.received.arrived.wait_timeout(spans, left).unwrap().0;
+        }
+    }
+}
+
+/// discount, in this process (its spans go out through the harness's telemetry).
+struct Discount {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Discount {
+    async fn start(keys: &KeyPaths) -> Self {
+        harness();
+        ecommerce::install_crypto_provider();
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = discount::Config::new(keys::read_server_identity(keys).unwrap());
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            discount::run(listener, config, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("discount runs");
+        });
+        Self {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(PATIENCE, &mut self.task)
+            .await
+            .expect("discount stops")
+            .unwrap();
+    }
+}
+
+fn generated_keys() -> (tempfile::TempDir, KeyPaths) {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = KeyPaths::new(dir.path().join("keys"));
+    keys::ensure_keys(&paths, &[]).unwrap();
+    (dir, paths)
+}
+
+/// The catalog binary, in text log format, pointed at `discount`, with `env` added.
+fn catalog(
+    keys: &KeyPaths,
+    discount: SocketAddr,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> ServiceProcess {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_catalog"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("OTEL_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .args(["0", "--bind", "127.0.0.1", "--keys-dir"])
+        .arg(keys.dir())
+        .args(args)
+        .env("DISCOUNT_SERVICE_HOST", discount.to_string())
+        .env("LOG_FORMAT", "pretty")
+        .env("RUST_LOG", "info");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut process = ServiceProcess::spawn(command);
+    process.wait_for_line("catalog HTTP server listening");
+    process
+}
+
+fn catalog_addr(process: &ServiceProcess) -> SocketAddr {
+    let line = process
+        .log
+        .iter()
+        .find(|line| line.contains("catalog HTTP server listening"))
+        .unwrap();
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix("address="))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A new W3C trace id, unique to the test and the run.
+fn new_trace_id(test: u8) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:030x}{test:02x}", nanos & ((1 << 120) - 1))
+}
+
+/// The caller's span, which the catalog's server span must continue.
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+/// `GET /products` as customer 1 with a `traceparent`; returns the status line, the
+/// `X-Discount-Status` value and the body.
+async fn get_products(addr: SocketAddr, trace_id: &str) -> (String, String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /products HTTP/1.1\r\nHost: x\r\nX-USER-ID: 1\r\n\
+         traceparent: 00-{trace_id}-{CALLER_SPAN}-01\r\ntracestate: congo=t61rcWkgMzE\r\n\
+         Connection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.lines().next().unwrap().to_owned();
+    let discount_status = head
+        .lines()
+        .find_map(|line| line.strip_prefix("x-discount-status: "))
+        .unwrap_or_default()
+        .to_owned();
+    (status, discount_status, body.to_owned())
+}
+
+const DISCOUNTED: [&str; 3] = [
+    r#""discount_value":{"pct":0.1,"value_in_cents":89999}"#,
+    r#""discount_value":{"pct":0.1,"value_in_cents":135000}"#,
+    r#""discount_value":{"pct":0.1,"value_in_cents":29699}"#,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_is_one_trace_across_both_services() {
+    let (_dir, keys) = generated_keys();
+    let discount = Discount::start(&keys).await;
+    let exporter = [(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        format!("http://{}", harness().receiver),
+    )];
+    let mut catalog = catalog(&keys, discount.addr, &[], &exporter);
+    let trace_id = new_trace_id(1);
+
+    let (status, discount_status, body) = get_products(catalog_addr(&catalog), &trace_id).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(discount_status, "complete");
+    for value in DISCOUNTED {
+        assert!(body.contains(value), "{value} not in {body}");
+    }
+    // SIGTERM flushes the catalog's spans: the default batch delay (5 s) has not passed.
+    assert!(catalog.terminate().success());
+    harness().flush_discount().await;
+    let spans = harness().wait_for(&trace_id, |spans| spans.len() >= 7);
+    assert_eq!(spans.len(), 7, "{spans:#?}");
+
+    // The catalog's server span continues the caller's trace, with its tracestate.
+    let server: Vec<_> = spans
+        .iter()
+        .filter(|s| s.service == "catalog" && s.kind == SERVER)
+        .collect();
+    assert_eq!(server.len(), 1, "{spans:#?}");
+    let server = server[0];
+    assert_eq!(server.name, "GET /products");
+    assert_eq!(server.parent_span_id, CALLER_SPAN);
+    assert_eq!(server.trace_state, "congo=t61rcWkgMzE");
+    assert_eq!(server.attr("http.request.method"), "GET");
+    assert_eq!(server.attr("http.route"), "/products");
+    assert_eq!(server.attr("http.response.status_code"), "200");
+    assert_eq!(server.attr("ecommerce.customer.known"), "true");
+    assert_eq!(server.attr("ecommerce.discount.status"), "complete");
+    assert_ne!(server.status, STATUS_ERROR);
+
+    // One client span per product, each the parent of one discount server span.
+    let clients: Vec<_> = spans.iter().filter(|s| s.kind == CLIENT).collect();
+    assert_eq!(clients.len(), 3, "{spans:#?}");
+    let mut products = Vec::new();
+    for client in clients {
+        assert_eq!(client.service, "catalog");
+        assert_eq!(client.parent_span_id, server.span_id);
+        assert_eq!(client.name, "ecommerce.Discount/ApplyDiscount");
+        assert_eq!(client.attr("rpc.system"), "grpc");
+        assert_eq!(client.attr("rpc.service"), "ecommerce.Discount");
+        assert_eq!(client.attr("rpc.method"), "ApplyDiscount");
+        assert_eq!(client.attr("rpc.grpc.status_code"), "0");
+        assert_eq!(client.attr("server.address"), "127.0.0.1");
+        assert_eq!(client.attr("server.port"), discount.addr.port().to_string());
+        assert_eq!(client.attr("ecommerce.attempt"), "first");
+        products.push(client.attr("ecommerce.product.id").to_owned());
+        let children: Vec<_> = spans
+            .iter()
+            .filter(|s| s.parent_span_id == client.span_id)
+            .collect();
+        assert_eq!(children.len(), 1, "{spans:#?}");
+        let handled = children[0];
+        assert_eq!(handled.service, "discount");
+        assert_eq!(handled.kind, SERVER);
+        assert_eq!(handled.name, "ecommerce.Discount/ApplyDiscount");
+        assert_eq!(handled.trace_state, "congo=t61rcWkgMzE");
+        assert_eq!(handled.attr("rpc.system"), "grpc");
+        assert_eq!(handled.attr("rpc.grpc.status_code"), "0");
+        assert_eq!(handled.attr("ecommerce.discount.applied"), "true");
+        // The rule's outcome is also a span event (its log line).
+        assert!(
+            handled.events.iter().any(|e| e == "discount applied"),
+            "{handled:#?}"
+        );
+    }
+    products.sort();
+    assert_eq!(products, ["1", "2", "3"]);
+    discount.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_discount_down_the_client_spans_carry_the_error_and_the_body_is_whole() {
+    let (_dir, keys) = generated_keys();
+    let discount = Discount::start(&keys).await;
+    let exporter = [(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        format!("http://{}", harness().receiver),
+    )];
+    // Health checks rarely, so that the calls, not a check, find discount gone.
+    let mut catalog = catalog(
+        &keys,
+        discount.addr,
+        &["--health-check-interval-ms", "600000"],
+        &exporter,
+    );
+    let addr = catalog_addr(&catalog);
+    let (_, warm, _) = get_products(addr, &new_trace_id(2)).await;
+    assert_eq!(warm, "complete");
+    discount.stop().await;
+
+    let trace_id = new_trace_id(3);
+    let (status, discount_status, body) = get_products(addr, &trace_id).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(discount_status, "unavailable");
+    for slug in ["iphone-x", "notebook-avell-g1511", "playstation-4-slim"] {
+        assert!(body.contains(slug), "{slug} not in {body}");
+    }
+    assert!(!body.contains("discount_value"), "{body}");
+    assert!(catalog.terminate().success());
+    let spans = harness().wait_for(&trace_id, |spans| spans.len() >= 4);
+    let server = spans
+        .iter()
+        .find(|s| s.kind == SERVER)
+        .expect("server span");
+    assert_eq!(server.attr("ecommerce.discount.status"), "unavailable");
+    assert_eq!(server.attr("ecommerce.discount.fallbacks"), "3");
+    let clients: Vec<_> = spans.iter().filter(|s| s.kind == CLIENT).collect();
+    assert_eq!(clients.len(), 3, "{spans:#?}");
+    for client in clients {
+        assert_eq!(client.status, STATUS_ERROR, "{client:#?}");
+        assert_eq!(client.attr("rpc.grpc.status_code"), "14");
+        assert_eq!(client.attr("error.type"), "unavailable");
+        assert_eq!(client.parent_span_id, server.span_id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_export_off_the_trace_still_reaches_discount_and_the_logs() {
+    let (_dir, keys) = generated_keys();
+    let discount = Discount::start(&keys).await;
+    let mut catalog = catalog(&keys, discount.addr, &[], &[]);
+    let trace_id = new_trace_id(4);
+    let (_, discount_status, _) = get_products(catalog_addr(&catalog), &trace_id).await;
+    assert_eq!(discount_status, "complete");
+    assert!(catalog.terminate().success());
+
+    // The catalog's request log line carries the caller's trace id.
+    let answered = catalog
+        .log
+        .iter()
+        .find(|line| line.contains("answered") && line.contains("/products"))
+        .expect("an access log line");
+    assert!(
+        answered.contains(&format!("trace_id={trace_id}")),
+        "{answered}"
+    );
+    // discount's spans continue it, under the catalog's (unexported) client spans.
+    harness().flush_discount().await;
+    let spans = harness().wait_for(&trace_id, |spans| spans.len() >= 3);
+    assert_eq!(spans.len(), 3, "{spans:#?}");
+    for span in &spans {
+        assert_eq!(span.service, "discount");
+        assert_ne!(span.parent_span_id, CALLER_SPAN);
+        assert_eq!(span.parent_span_id.len(), 16);
+    }
+    discount.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_or_missing_collector_does_not_touch_requests() {
+    let (_dir, keys) = generated_keys();
+    let discount = Discount::start(&keys).await;
+    // A collector that accepts connections and never answers, and one that is not there.
+    let stalled = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let missing = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let missing_addr = missing.local_addr().unwrap();
+    drop(missing);
+    for collector in [stalled.local_addr().unwrap(), missing_addr] {
+        let env = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}")),
+            // A tiny queue, exported often: it fills at once.
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "8".to_owned()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "10".to_owned()),
+        ];
+        let mut catalog = catalog(&keys, discount.addr, &[], &env);
+        let addr = catalog_addr(&catalog);
+        for n in 0..20 {
+            let started = Instant::now();
+            let (status, discount_status, body) = get_products(addr, &new_trace_id(10 + n)).await;
+            assert_eq!(status, "HTTP/1.1 200 OK");
+            assert_eq!(discount_status, "complete");
+            assert!(body.contains(DISCOUNTED[0]), "{body}");
+            // Well inside one discount deadline (300 ms): export never waits in a request.
+            assert!(
+                started.elapsed() < Duration::from_millis(300),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+        let metrics = http_get(addr, "/metrics").await;
+        let lost = sample(&metrics, r#"catalog_trace_spans_total{outcome="dropped"}"#)
+            + sample(&metrics, r#"catalog_trace_spans_total{outcome="failed"}"#);
+        assert!(
+            lost > 0.0,
+            "no span counted as lost with the collector at {collector}:\n{metrics}"
+        );
+        assert_eq!(
+            sample(&metrics, r#"catalog_trace_spans_total{outcome="exported"}"#),
+            0.0
+        );
+        // Shutdown stays bounded: the last flush gives up after its timeout.
+        let stopping = Instant::now();
+        assert!(catalog.terminate().success());
+        assert!(
+            stopping.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            stopping.elapsed()
+        );
+    }
+    drop(stalled);
+    discount.stop().await;
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} not in:\n{text}"))
+        .parse()
+        .unwrap()
+}
