@@ -47,6 +47,8 @@ struct ReceivedSpan {
     status: i32,
     attributes: HashMap<String, String>,
     events: Vec<String>,
+    start_ns: u64,
+    end_ns: u64,
 }
 
 impl ReceivedSpan {
@@ -93,6 +95,8 @@ impl TraceService for Receiver {
                         status: span.status.map(|s| s.code).unwrap_or_default(),
                         attributes: attributes(&span.attributes),
                         events: span.events.into_iter().map(|e| e.name).collect(),
+                        start_ns: span.start_time_unix_nano,
+                        end_ns: span.end_time_unix_nano,
                     });
                 }
             }
@@ -412,6 +416,87 @@ async fn one_request_is_one_trace_across_both_services() {
     products.sort();
     assert_eq!(products, ["1", "2", "3"]);
     discount.stop().await;
+
+    // TRACE_PICTURE=docs/trace.svg draws this trace, for the README.
+    if let Some(path) = std::env::var_os("TRACE_PICTURE") {
+        std::fs::write(path, waterfall(&spans)).unwrap();
+    }
+}
+
+/// The trace as a waterfall (SVG): one bar per span, under its parent, on a common time
+/// axis, coloured by service.
+fn waterfall(spans: &[ReceivedSpan]) -> String {
+    fn order<'a>(
+        spans: &'a [ReceivedSpan],
+        parent: &str,
+        depth: usize,
+        out: &mut Vec<(usize, &'a ReceivedSpan)>,
+    ) {
+        let mut children: Vec<_> = spans
+            .iter()
+            .filter(|s| s.parent_span_id == parent)
+            .collect();
+        children.sort_by_key(|s| {
+            (
+                s.attributes.get("ecommerce.product.id").cloned(),
+                s.start_ns,
+            )
+        });
+        for child in children {
+            out.push((depth, child));
+            order(spans, &child.span_id, depth + 1, out);
+        }
+    }
+    let mut rows = Vec::new();
+    order(spans, CALLER_SPAN, 0, &mut rows);
+    let start = spans.iter().map(|s| s.start_ns).min().unwrap_or_default();
+    let end = spans.iter().map(|s| s.end_ns).max().unwrap_or_default();
+    let total = (end - start).max(1) as f64;
+    let (label_width, bar_width, row) = (520.0, 400.0, 26.0);
+    let height = 40.0 + row * rows.len() as f64 + 20.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"monospace\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"20\" font-weight=\"bold\">One GET /products for customer 1: {} spans, {:.2} ms (catalog blue, discount orange)</text>\n",
+        label_width + bar_width + 90.0,
+        rows.len(),
+        total / 1e6
+    );
+    for (i, (depth, span)) in rows.iter().enumerate() {
+        let y = 40.0 + row * i as f64;
+        let x = label_width + bar_width * (span.start_ns - start) as f64 / total;
+        let w = (bar_width * (span.end_ns - span.start_ns) as f64 / total).max(1.0);
+        let colour = if span.service == "catalog" {
+            "#4c78a8"
+        } else {
+            "#f58518"
+        };
+        let kind = if span.kind == SERVER {
+            "server"
+        } else {
+            "client"
+        };
+        let product = span
+            .attributes
+            .get("ecommerce.product.id")
+            .map(|id| format!(" (product {id})"))
+            .unwrap_or_default();
+        svg.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\">{} {} {kind}{product}</text>\n\
+             <rect x=\"{x:.1}\" y=\"{}\" width=\"{w:.1}\" height=\"16\" fill=\"{colour}\"/>\n\
+             <text x=\"{:.1}\" y=\"{}\">{:.2} ms</text>\n",
+            10.0 + 16.0 * *depth as f64,
+            y + 13.0,
+            span.name,
+            span.service,
+            y + 1.0,
+            x + w + 4.0,
+            y + 13.0,
+            (span.end_ns - span.start_ns) as f64 / 1e6
+        ));
+    }
+    svg.push_str("</svg>\n");
+    svg
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

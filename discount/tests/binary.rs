@@ -360,7 +360,12 @@ fn an_otlp_protocol_this_build_lacks_stops_start_up_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let mut command = discount();
     command
-        .args(["0", "--otlp-endpoint", "http://127.0.0.1:4318", "--keys-dir"])
+        .args([
+            "0",
+            "--otlp-endpoint",
+            "http://127.0.0.1:4318",
+            "--keys-dir",
+        ])
         .arg(dir.path())
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
     let (status, _, stderr) = run_to_end(command);
