@@ -33,6 +33,8 @@ use serde::Serialize;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use ecommerce::telemetry::propagation;
+
 use crate::data::{Catalog, Product};
 use crate::discounts::{CallError, Discount, DiscountClient, MAX_CALLS_IN_FLIGHT};
 use crate::metrics::Metrics;
@@ -69,13 +71,20 @@ pub async fn handle(
     app: Arc<App>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    // Without spans, the caller's trace context is kept at hand for the discount calls and
+    // the log lines (see ecommerce::telemetry::propagation).
+    let incoming = propagation::incoming(request.headers());
+    Ok(propagation::scope(incoming, answer(&app, &request)).await)
+}
+
+async fn answer(app: &App, request: &Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let _in_flight = app.metrics.in_flight();
     let id = request_id::from_client(request.headers()).unwrap_or_else(request_id::generate);
     let route = Metrics::route(request.uri().path());
-    let span = request_span(&request, &id, route);
+    let span = request_span(request, &id, route);
 
-    let mut response = route_request(&app, &request, &id, started)
+    let mut response = route_request(app, request, &id, started)
         .instrument(span.clone())
         .await;
 
@@ -87,9 +96,11 @@ pub async fn handle(
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     app.metrics.request_done(route, status, elapsed);
-    span.set_attribute("http.response.status_code", i64::from(status));
-    if status >= 500 {
-        span.record("otel.status_code", "error");
+    if propagation::spans_enabled() {
+        span.set_attribute("http.response.status_code", i64::from(status));
+        if status >= 500 {
+            span.record("otel.status_code", "error");
+        }
     }
     span.in_scope(|| {
         tracing::info!(
@@ -99,7 +110,7 @@ pub async fn handle(
             "answered"
         );
     });
-    Ok(response)
+    response
 }
 
 /// The span of one request: its log lines' context, and its OpenTelemetry server span,
@@ -109,6 +120,9 @@ fn request_span(request: &Request<Incoming>, id: &str, route: &'static str) -> t
     let method = request.method();
     if matches!(route, "/healthz" | "/readyz" | "/metrics") {
         return tracing::info_span!(target: "catalog::probe", "request", request_id = %id, %method, route);
+    }
+    if !propagation::spans_enabled() {
+        return tracing::info_span!("request", request_id = %id, %method, route);
     }
     // Semantic conventions: a method the catalog does not know is `_OTHER`, and a path it
     // does not serve has no route; neither may create new span names.
@@ -135,7 +149,7 @@ fn request_span(request: &Request<Incoming>, id: &str, route: &'static str) -> t
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
     );
-    ecommerce::telemetry::propagation::continue_trace(&span, request.headers());
+    propagation::continue_trace(&span, request.headers());
     span.set_attribute("http.request.method", method_name);
     if route != "other" {
         span.set_attribute("http.route", route);

@@ -28,6 +28,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ecommerce::telemetry::export::SpanCounters;
+use ecommerce::telemetry::propagation;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::{Request, Response, StatusCode};
@@ -207,6 +208,8 @@ where
             .copied()
             .unwrap_or("other");
         let span = server_span(path, request.headers());
+        // Without spans, the caller's context is kept for the call's log lines.
+        let incoming = propagation::incoming(request.headers());
         let mut pending = Some(PendingCall {
             metrics: self.metrics.clone(),
             method,
@@ -227,6 +230,7 @@ where
             }
             Ok(response.map(|inner| MetricsBody { inner, pending }))
         };
+        let answered = propagation::scope(incoming, answered);
         match span {
             Some(span) => Box::pin(answered.instrument(span)),
             None => Box::pin(answered),
@@ -242,6 +246,15 @@ fn server_span(path: &str, headers: &http::HeaderMap) -> Option<tracing::Span> {
     if path.starts_with("/grpc.health.v1.Health/") {
         return None;
     }
+    if !propagation::spans_enabled() {
+        // For the log lines only (see the handler).
+        return Some(tracing::info_span!(
+            "grpc_call",
+            request_id = tracing::field::Empty,
+            customer_id = tracing::field::Empty,
+            product_id = tracing::field::Empty,
+        ));
+    }
     let name = path.strip_prefix('/').unwrap_or(path);
     let (service, method) = name.split_once('/').unwrap_or((name, ""));
     let span = tracing::info_span!(
@@ -253,7 +266,7 @@ fn server_span(path: &str, headers: &http::HeaderMap) -> Option<tracing::Span> {
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
     );
-    ecommerce::telemetry::propagation::continue_trace(&span, headers);
+    propagation::continue_trace(&span, headers);
     span.set_attribute("rpc.system", "grpc");
     span.set_attribute("rpc.service", service.to_owned());
     span.set_attribute("rpc.method", method.to_owned());
@@ -285,7 +298,7 @@ struct PendingCall {
 impl PendingCall {
     fn finish(self, code: Code) {
         self.metrics.record(self.method, code, self.started);
-        if let Some(span) = &self.span {
+        if let Some(span) = self.span.as_ref().filter(|_| propagation::spans_enabled()) {
             span.set_attribute("rpc.grpc.status_code", code as i64);
             if server_error(code) {
                 span.record("otel.status_code", "error");

@@ -53,7 +53,9 @@ impl Discount for DiscountService {
             .discount_value
             .as_ref()
             .filter(|value| value.pct > 0.0);
-        span.set_attribute("ecommerce.discount.applied", applied.is_some());
+        if ecommerce::telemetry::spans_enabled() {
+            span.set_attribute("ecommerce.discount.applied", applied.is_some());
+        }
         match applied {
             Some(value) => {
                 tracing::info!(value_in_cents = value.value_in_cents, "discount applied");

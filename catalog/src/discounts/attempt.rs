@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use ecommerce::pb;
+use ecommerce::telemetry::propagation;
 use tokio::time::Instant;
 use tonic::Code;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -63,6 +64,12 @@ impl Attempt {
     /// request's), so that an attempt a hedge leaves running on its own stays in the trace;
     /// the span's context goes to discount in the call's metadata (`traceparent`).
     pub fn run(self) -> impl Future<Output = CallResult> + Send {
+        if !propagation::spans_enabled() {
+            // Nothing to record: the caller's context is passed through by `inject`.
+            return self
+                .call(tracing::Span::none())
+                .instrument(tracing::Span::none());
+        }
         let span = tracing::info_span!(
             "discount_attempt",
             replica = %self.replica.addr,
@@ -86,7 +93,7 @@ impl Attempt {
         let mut request = tonic::Request::new(self.message);
         // Sent as `grpc-timeout`, so the server can give up when we have.
         request.set_timeout(time_left);
-        ecommerce::telemetry::propagation::inject(&span, request.metadata_mut());
+        propagation::inject(&span, request.metadata_mut());
         if let Some(id) = self.request_id {
             request
                 .metadata_mut()
@@ -106,10 +113,12 @@ impl Attempt {
                 Ok(Err(status)) => (Err(classify(&status, load)), status.code()),
                 Ok(Ok(response)) => (interpret(self.asked, response.into_inner()), Code::Ok),
             };
-        span.set_attribute("rpc.grpc.status_code", code as i64);
-        if let Err(error) = &result {
-            span.record("otel.status_code", "error");
-            span.set_attribute("error.type", error.outcome());
+        if !span.is_none() {
+            span.set_attribute("rpc.grpc.status_code", code as i64);
+            if let Err(error) = &result {
+                span.record("otel.status_code", "error");
+                span.set_attribute("error.type", error.outcome());
+            }
         }
         self.replica.tally.record(result.is_ok());
         let opened = match &result {

@@ -2,8 +2,9 @@
 //! leads to its trace: `"trace_id"` and `"span_id"` as the first keys of a JSON line,
 //! `trace_id=… span_id=…` at the end of a text line.
 //!
-//! The ids are those of OpenTelemetry's current context, which the tracing-opentelemetry
-//! layer sets whenever a span is entered: the innermost span it exports. The line is
+//! With spans (export on), the ids are those of the innermost span around the line that
+//! the OpenTelemetry layer knows. Without (pass-through), they are the caller's: its trace, and its span, the
+//! nearest one there is. The line is
 //! formatted into a buffer first and the ids added around it; a text line with ids is
 //! therefore written without colours (tracing-subscriber cannot pass its colour setting to
 //! a buffer). Lines outside any request have no ids.
@@ -48,12 +49,52 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let context = opentelemetry::Context::current();
-        let span = context.span();
-        let ids = span.span_context();
-        if !ids.is_valid() {
-            return self.inner.format_event(ctx, writer, event);
+        if super::spans_enabled()
+            && let Some((trace_id, span_id)) = span_ids(ctx)
+        {
+            return self.with_ids(ctx, writer, event, &trace_id, &span_id);
         }
+        // Pass-through mode: the caller's ids, if the request came with them.
+        super::propagation::with_incoming_ids(|trace_id, span_id| {
+            self.with_ids(ctx, writer.by_ref(), event, trace_id, span_id)
+        })
+        .unwrap_or_else(|| self.inner.format_event(ctx, writer, event))
+    }
+}
+
+/// The ids of the innermost span around the event that OpenTelemetry knows (spans the
+/// OpenTelemetry layer filters out, such as debug ones, have none).
+fn span_ids<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<(String, String)>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    // The global dispatcher: `init` installs it, and there is no scoped one.
+    tracing::dispatcher::get_default(|dispatch| {
+        ctx.lookup_current()?.scope().find_map(|span| {
+            let context = tracing_opentelemetry::get_otel_context(&span.id(), dispatch)?;
+            let span = context.span();
+            let ids = span.span_context();
+            ids.is_valid()
+                .then(|| (ids.trace_id().to_string(), ids.span_id().to_string()))
+        })
+    })
+}
+
+impl<F> WithTraceIds<F> {
+    fn with_ids<S, N>(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+        trace_id: &str,
+        span_id: &str,
+    ) -> fmt::Result
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'a> FormatFields<'a> + 'static,
+        F: FormatEvent<S, N>,
+    {
         LINE.with(|line| {
             // A log line written while formatting one (a Debug impl that logs) finds the
             // buffer taken: it is written as it is.
@@ -63,8 +104,6 @@ where
             line.clear();
             self.inner
                 .format_event(ctx, Writer::new(&mut *line), event)?;
-            let trace_id = ids.trace_id();
-            let span_id = ids.span_id();
             if self.json {
                 match line.strip_prefix('{') {
                     Some(rest) => write!(

@@ -3,9 +3,9 @@
 //! - **Logs**: `tracing` to stderr, filtered by `RUST_LOG`, as text for people or as JSON
 //!   lines for log collectors. Inside a request, every line carries the trace and span ids
 //!   ([`log_ids`]).
-//! - **Traces**: OpenTelemetry, through the tracing-opentelemetry layer. W3C Trace Context
-//!   is always propagated ([`propagation`]), export or not; spans are exported over OTLP
-//!   only when an endpoint is configured ([`export`]).
+//! - **Traces**: W3C Trace Context is always propagated ([`propagation`]). With an OTLP
+//!   endpoint ([`export`]), spans are made by the tracing-opentelemetry layer and exported;
+//!   without one, no span is made and the caller's context is passed through.
 //!
 //! The OpenTelemetry layer has a filter of its own, [`SPAN_FILTER`]: `RUST_LOG=debug` must
 //! not export the internals of h2 and hyper, and the catalog's probes and scrapes
@@ -16,6 +16,7 @@ pub mod log_ids;
 pub mod propagation;
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -24,6 +25,7 @@ use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::{FilterExt as _, filter_fn};
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -47,9 +49,19 @@ pub enum LogFormat {
 pub const DEFAULT_FILTER: &str = "info,tonic::transport::server::io_stream=debug";
 
 /// Which spans become OpenTelemetry spans, whatever `RUST_LOG` says: the services' own, at
-/// `info`; not the libraries' internals, nor the catalog's probes and scrapes.
+/// `info`; not the libraries' internals, nor the catalog's probes and scrapes. Log lines at
+/// `warn` and above within them become span events.
 pub const SPAN_FILTER: &str =
     "info,h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,catalog::probe=off";
+
+/// Whether the OpenTelemetry layer makes spans (export on); see [`propagation`].
+static SPANS: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are made and exported. Without export no span is made at all: the trace
+/// context is passed through ([`propagation`]), which costs next to nothing.
+pub fn spans_enabled() -> bool {
+    SPANS.load(Ordering::Relaxed)
+}
 
 /// How long flushing the last spans may take at shutdown.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -157,15 +169,30 @@ fn install(
         .unwrap_or_else(|| service.to_owned());
     let mut provider = SdkTracerProvider::builder()
         .with_resource(Resource::builder().with_service_name(name).build());
-    if let Some(endpoint) = &endpoint {
-        provider = provider.with_span_processor(export::processor(endpoint)?);
-    }
+    let spans = match &endpoint {
+        Some(endpoint) => {
+            provider = provider.with_span_processor(export::processor(endpoint)?);
+            Some(())
+        }
+        None => None,
+    };
     let provider = provider.build();
-    let spans = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer(service))
-        .with_tracked_inactivity(false)
-        .with_threads(false)
-        .with_filter(EnvFilter::new(SPAN_FILTER));
+    // Only with export: a span nobody receives would cost a third of the throughput.
+    let spans = spans.map(|()| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(service))
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            // Not attached as OpenTelemetry's current context at every poll: nothing here
+            // reads it but the log lines, which look the span up instead (log_ids).
+            .with_context_activation(false)
+            // Log lines become span events at warn and above only: an event on every span
+            // (an info line per call) cost more than the span itself.
+            .with_filter(EnvFilter::new(SPAN_FILTER).and(filter_fn(|metadata| {
+                metadata.is_span() || *metadata.level() <= tracing::Level::WARN
+            })))
+    });
+    SPANS.store(spans.is_some(), Ordering::Relaxed);
 
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
