@@ -52,6 +52,25 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    // When the certificates it relies on expire: logged (a warning within 30 days) and
+    // exported, for an alert. Renewing them is their issuer's job (discount renews the
+    // demo's own at its start).
+    let metrics = catalog::metrics::Metrics::new();
+    let trusted = if paths.ca_cert().exists() {
+        paths.ca_cert()
+    } else {
+        paths.server_cert()
+    };
+    metrics.certificates.set(
+        "ca",
+        keys::log_expiry("ca", &trusted, keys::DEFAULT_RENEW_BEFORE)?,
+    );
+    if args.client_cert {
+        metrics.certificates.set(
+            "client",
+            keys::log_expiry("client", &paths.client_cert(), keys::DEFAULT_RENEW_BEFORE)?,
+        );
+    }
     let settings = args.discount_settings(trust_roots_pem, client_identity);
     let discounts = DiscountClient::start(&settings).await?;
 
@@ -69,6 +88,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     );
 
     let mut config = catalog::Config::new(data, discounts);
+    config.metrics = metrics;
     config.shutdown_delay = args.shutdown.delay();
     config.max_connections = args.max_connections as usize;
     config.admission = args.admission();

@@ -23,6 +23,7 @@
 //! | `catalog_requests_shed_total{reason}` | priced requests answered 503: `queue_timeout`, `queue_full` |
 //! | `catalog_admitted_request_duration_seconds` | time to answer an admitted priced request, from its arrival, histogram (fine buckets, for latency percentiles) |
 //! | `catalog_trace_spans_total{outcome}` | trace spans `exported`, `failed` (the collector refused or was unreachable), `dropped` (the export queue was full) |
+//! | `catalog_tls_certificate_expiry_timestamp_seconds{certificate}` | when the trusted `ca` (the earliest, for a bundle) and the `client` certificate expire (Unix time) |
 //! | `catalog_scheduler_lag_seconds` | how late the catalog's runtime runs (max over the last second) |
 //!
 //! `route` is one of the catalog's paths ([`PATHS`]) or `other`, so that arbitrary paths cannot create
@@ -39,6 +40,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use ecommerce::keys::ExpiryGauges;
 use ecommerce::telemetry::export::SpanCounters;
 
 use crate::discounts::breaker::BreakerState;
@@ -149,6 +151,8 @@ pub struct Metrics {
     admitted_duration: Histogram,
     lag: Gauge<f64, AtomicU64>,
     spans: SpanCounters,
+    /// When the certificates the catalog relies on expire (set at start).
+    pub certificates: ExpiryGauges,
     /// Held while the values taken at scrape time are written, so that two scrapes at once
     /// cannot count a counter's catch-up twice.
     scrape: Arc<Mutex<()>>,
@@ -317,9 +321,11 @@ impl Metrics {
             lag.clone(),
         );
         let spans = SpanCounters::register(&mut registry);
+        let certificates = ExpiryGauges::register(&mut registry);
         Self {
             registry: Arc::new(registry),
             spans,
+            certificates,
             requests,
             duration,
             in_flight,

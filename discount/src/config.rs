@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use ecommerce::keys::default_keys_dir;
+use ecommerce::keys::{LifetimeArgs, default_keys_dir};
 use ecommerce::shutdown::DelayArgs;
 use ecommerce::telemetry::LogFormat;
 
@@ -28,8 +28,9 @@ pub struct Cli {
     pub keys_dir: PathBuf,
 
     /// Extra host names or IP addresses for the server certificate, besides localhost,
-    /// 127.0.0.1 and ::1 (for instance a container's or a Kubernetes Service's name). Used
-    /// only when the keys are generated; delete the keys to regenerate them with new names.
+    /// 127.0.0.1 and ::1 (for instance a container's or a Kubernetes Service's name). A
+    /// certificate that lacks one is reissued (at start, or by gen-keys --renew) when the
+    /// directory holds the CA's key.
     #[arg(
         long = "tls-name",
         global = true,
@@ -42,6 +43,10 @@ pub struct Cli {
     /// Log lines as text for people or as JSON for log collectors.
     #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,
+
+    /// Certificate lifetimes and renewal.
+    #[command(flatten)]
+    pub lifetime: LifetimeArgs,
 }
 
 /// The options of the service itself.
@@ -104,5 +109,10 @@ pub enum Command {
     },
     /// Generates the keys directory's CA and server certificate, if missing, and exits
     /// (for a container volume or a Kubernetes Secret).
-    GenKeys,
+    GenKeys {
+        /// Also reissue, from the kept ca.key, the server and client certificates that
+        /// expire within --renew-before-days or lack a --tls-name (their keys are kept).
+        #[arg(long)]
+        renew: bool,
+    },
 }

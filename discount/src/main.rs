@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::Parser;
 use discount::config::{Cli, Command, ServeArgs};
-use ecommerce::keys::{self, CertificateUse, KeyPaths, KeysOrigin};
+use ecommerce::keys::{self, CertificateUse, KeyPaths, KeysOrigin, LifetimeArgs};
 use ecommerce::{listener, shutdown, telemetry};
 
 fn main() -> anyhow::Result<()> {
@@ -20,7 +20,7 @@ fn main() -> anyhow::Result<()> {
         // Tracing starts inside the runtime: the OTLP exporter's channel lives there.
         None => runtime.block_on(async {
             let telemetry = telemetry::init(cli.log_format, "discount", &cli.serve.tracing)?;
-            let served = serve(&cli.serve, &paths, &cli.tls_names).await;
+            let served = serve(&cli, &paths).await;
             telemetry.shutdown().await;
             served
         }),
@@ -37,8 +37,18 @@ fn main() -> anyhow::Result<()> {
             println!("SERVING");
             Ok(())
         }
-        Some(Command::GenKeys) => {
-            let origin = prepare_keys(&paths, &cli.tls_names)?;
+        Some(Command::GenKeys { renew }) => {
+            let origin = prepare_keys(&paths, &cli.tls_names, &cli.lifetime)?;
+            if *renew {
+                for renewal in renew_leaves(&paths, &cli.tls_names, &cli.lifetime)? {
+                    println!(
+                        "{} {}: {}",
+                        if renewal.renewed { "renewed" } else { "kept" },
+                        renewal.path.display(),
+                        renewal.reason
+                    );
+                }
+            }
             println!(
                 "{} keys in {}",
                 if origin == KeysOrigin::Generated {
@@ -53,8 +63,13 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn prepare_keys(paths: &KeyPaths, tls_names: &[String]) -> anyhow::Result<KeysOrigin> {
-    let origin = keys::ensure_keys(paths, tls_names)
+fn prepare_keys(
+    paths: &KeyPaths,
+    tls_names: &[String],
+    lifetime: &LifetimeArgs,
+) -> anyhow::Result<KeysOrigin> {
+    let validity = lifetime.validity().map_err(anyhow::Error::msg)?;
+    let origin = keys::ensure_keys_with(paths, tls_names, &validity)
         .with_context(|| format!("cannot prepare TLS keys in {}", paths.dir().display()))?;
     if origin == KeysOrigin::Generated {
         tracing::info!(dir = %paths.dir().display(), "generated a local CA and server certificate");
@@ -62,10 +77,30 @@ fn prepare_keys(paths: &KeyPaths, tls_names: &[String]) -> anyhow::Result<KeysOr
     Ok(origin)
 }
 
-async fn serve(args: &ServeArgs, paths: &KeyPaths, tls_names: &[String]) -> anyhow::Result<()> {
+/// Reissues the leaves near expiry, or without a requested name, from `ca.key`.
+fn renew_leaves(
+    paths: &KeyPaths,
+    tls_names: &[String],
+    lifetime: &LifetimeArgs,
+) -> anyhow::Result<Vec<keys::Renewal>> {
+    let validity = lifetime.validity().map_err(anyhow::Error::msg)?;
+    let renewals = keys::renew(paths, tls_names, &validity, lifetime.renew_before())?;
+    for renewal in renewals.iter().filter(|r| r.renewed) {
+        tracing::info!(path = %renewal.path.display(), reason = %renewal.reason, "renewed a certificate");
+    }
+    Ok(renewals)
+}
+
+async fn serve(cli: &Cli, paths: &KeyPaths) -> anyhow::Result<()> {
+    let args: &ServeArgs = &cli.serve;
     // Before anything else can take time: a SIGTERM from now on stops the service cleanly.
     let stop = shutdown::signal();
-    prepare_keys(paths, tls_names)?;
+    prepare_keys(paths, &cli.tls_names, &cli.lifetime)?;
+    // A certificate near its end is renewed at start, where the CA's key is at hand (the
+    // demo's own directory; not a mounted Secret, whose issuer renews it).
+    if paths.ca_key().exists() {
+        renew_leaves(paths, &cli.tls_names, &cli.lifetime)?;
+    }
     let identity = keys::read_server_identity(paths)?;
     // Expired, or not from this directory's CA: say so now, not in every client's logs.
     // (A directory with no ca.pem, as the old openssl step made, is not checked.)
@@ -80,6 +115,17 @@ async fn serve(args: &ServeArgs, paths: &KeyPaths, tls_names: &[String]) -> anyh
     }
     .with_context(|| format!("cannot listen on port {}", args.port))?;
     let mut config = discount::Config::new(identity);
+    let renew_before = cli.lifetime.renew_before();
+    config.metrics.certificates.set(
+        "server",
+        keys::log_expiry("server", &paths.server_cert(), renew_before)?,
+    );
+    if paths.ca_cert().exists() {
+        config.metrics.certificates.set(
+            "ca",
+            keys::log_expiry("ca", &paths.ca_cert(), renew_before)?,
+        );
+    }
     if args.require_client_cert {
         config.client_ca_pem = Some(keys::read_trust_roots(paths)?);
     }

@@ -5,7 +5,9 @@
 //!   status code;
 //! - `discount_grpc_server_handling_seconds{grpc_method}`: time from request to status;
 //! - `discount_trace_spans_total{outcome}`: trace spans `exported`, `failed` (the
-//!   collector refused or was unreachable), `dropped` (the export queue was full).
+//!   collector refused or was unreachable), `dropped` (the export queue was full);
+//! - `discount_tls_certificate_expiry_timestamp_seconds{certificate}`: when the `server`
+//!   certificate and the `ca` expire (Unix time).
 //!
 //! The same layer starts each call's OpenTelemetry server span, continuing the caller's
 //! trace (W3C `traceparent` in the metadata), and ends it with the status code: both need
@@ -27,6 +29,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use ecommerce::keys::ExpiryGauges;
 use ecommerce::telemetry::export::SpanCounters;
 use ecommerce::telemetry::propagation;
 use http_body_util::Full;
@@ -68,6 +71,8 @@ pub struct Metrics {
     handled: Family<CallLabels, Counter>,
     handling_seconds: Family<MethodLabels, Histogram>,
     spans: SpanCounters,
+    /// When the certificates expire (set at start).
+    pub certificates: ExpiryGauges,
 }
 
 impl Default for Metrics {
@@ -96,11 +101,13 @@ impl Metrics {
             handling_seconds.clone(),
         );
         let spans = SpanCounters::register(&mut registry);
+        let certificates = ExpiryGauges::register(&mut registry);
         Self {
             registry: Arc::new(registry),
             handled,
             handling_seconds,
             spans,
+            certificates,
         }
     }
 

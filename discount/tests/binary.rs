@@ -374,3 +374,70 @@ fn an_otlp_protocol_this_build_lacks_stops_start_up_with_the_reason() {
         "{stderr}"
     );
 }
+
+#[test]
+fn near_expiry_leaves_are_renewed_by_gen_keys_and_at_start_keeping_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys_dir = dir.path().join("keys");
+    let gen_keys = |args: &[&str]| {
+        let mut command = discount();
+        command
+            .arg("gen-keys")
+            .args(args)
+            .arg("--keys-dir")
+            .arg(&keys_dir);
+        run_to_end(command)
+    };
+    // Ten-day leaves, as if issued 80 days ago.
+    let (status, _, stderr) = gen_keys(&["--cert-validity-days", "10", "--renew-before-days", "5"]);
+    assert!(status.success(), "{stderr}");
+    let paths = KeyPaths::new(&keys_dir);
+    let server_key = fs::read(paths.server_key()).unwrap();
+    let days_left = |path: &std::path::Path| {
+        keys::certificate_info(path).unwrap().time_left().as_secs() / 86_400
+    };
+    assert_eq!(days_left(&paths.server_cert()), 9);
+
+    let (status, stdout, stderr) = gen_keys(&["--renew"]);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout.contains("renewed") && stdout.contains("cert.pem: 9 days left"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("client.pem: 9 days left"), "{stdout}");
+    assert_eq!(days_left(&paths.server_cert()), 89);
+    assert_eq!(days_left(&paths.client_cert()), 89);
+    assert_eq!(fs::read(paths.server_key()).unwrap(), server_key);
+    let (status, stdout, _) = gen_keys(&["--renew"]);
+    assert!(status.success());
+    assert!(
+        stdout.contains("kept") && !stdout.contains("renewed"),
+        "{stdout}"
+    );
+
+    // At start, too: with a 90-day window, the 89 days left call for renewal.
+    let mut command = discount();
+    command
+        .args(["0", "--bind", "127.0.0.1", "--cert-validity-days", "120"])
+        .args(["--renew-before-days", "90", "--keys-dir"])
+        .arg(&keys_dir);
+    let mut process = ServiceProcess::spawn(command);
+    process.wait_until_listening();
+    assert!(
+        process.log_text().contains("renewed a certificate"),
+        "{}",
+        process.log_text()
+    );
+    assert_eq!(days_left(&paths.server_cert()), 119);
+    assert_eq!(fs::read(paths.server_key()).unwrap(), server_key);
+    assert_eq!(process.terminate().code(), Some(0));
+
+    // Without the CA's key, renewal says it cannot.
+    fs::remove_file(paths.ca_key()).unwrap();
+    let (status, _, stderr) = gen_keys(&["--renew"]);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("cannot renew") && stderr.contains("ca.key is missing"),
+        "{stderr}"
+    );
+}

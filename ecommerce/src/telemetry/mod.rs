@@ -131,12 +131,13 @@ impl Telemetry {
 }
 
 /// Installs the global `tracing` subscriber (logs to stderr, filtered by `RUST_LOG`,
-/// default [`DEFAULT_FILTER`]; spans to OpenTelemetry) and the W3C propagators.
+/// default [`DEFAULT_FILTER`]; with export, spans to OpenTelemetry) and the W3C
+/// propagators.
 ///
-/// `service` is the default `service.name` (`OTEL_SERVICE_NAME` overrides it);
-/// `otlp_endpoint` is the flag's value. Call once, from `main`, inside the tokio runtime
-/// (the gRPC exporter's channel starts there). Tests leave it alone, so that their output
-/// stays quiet.
+/// `service` is the default `service.name` (`OTEL_SERVICE_NAME` overrides it); `args` are
+/// the tracing flags. Call once, from `main`, inside the tokio runtime (the gRPC
+/// exporter's channel starts there). Tests leave it alone, so that their output stays
+/// quiet.
 pub fn init(
     log_format: LogFormat,
     service: &'static str,

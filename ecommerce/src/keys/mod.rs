@@ -26,7 +26,8 @@
 //! exclusive lock on `.lock` in the directory, checks again under the lock, writes every file
 //! to a temporary name and renames it into place, `cert.pem` last. A reader therefore never
 //! sees a certificate without its key, and a crash part-way leaves `cert.pem` missing, which
-//! the next start repairs. An existing set is always reused, never overwritten.
+//! the next start repairs. An existing set is reused; only [`renew`] rewrites a leaf
+//! certificate (keeping its key), before it expires ([`lifetime`]).
 
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
@@ -39,6 +40,13 @@ use rcgen::{
 };
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+pub mod lifetime;
+
+pub use lifetime::{
+    CertificateInfo, DEFAULT_RENEW_BEFORE, ExpiryGauges, LifetimeArgs, Renewal, Validity,
+    certificate_info, earliest_expiry, log_expiry, renew,
+};
 
 /// Names every server certificate carries, so local clients verify it by name or address.
 pub const DEFAULT_SERVER_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
@@ -220,6 +228,14 @@ pub enum KeyError {
         /// What is wrong, in words.
         reason: String,
     },
+    /// Renewal was asked for, but the CA key that would sign the new certificates is gone.
+    #[error(
+        "cannot renew: {ca_key} is missing, and only the CA that issued the certificates can renew them; issue new ones where that CA is kept, or generate a new set (remove the directory's files)"
+    )]
+    NoCaKeyToRenew {
+        /// The missing CA key.
+        ca_key: PathBuf,
+    },
     /// `ca.key` is not a private key rcgen can sign with.
     #[error("{path} is not a usable CA key")]
     CaKey {
@@ -238,6 +254,15 @@ pub enum KeyError {
 ///
 /// This blocks while another process generates the set, for as long as that takes.
 pub fn ensure_keys(paths: &KeyPaths, extra_names: &[String]) -> Result<KeysOrigin, KeyError> {
+    ensure_keys_with(paths, extra_names, &Validity::default())
+}
+
+/// [`ensure_keys`], with the validity of the certificates it may generate.
+pub fn ensure_keys_with(
+    paths: &KeyPaths,
+    extra_names: &[String],
+    validity: &Validity,
+) -> Result<KeysOrigin, KeyError> {
     // Fast path with no lock: a complete set is never removed or rewritten by us.
     if paths.server_cert().exists() {
         return check_key_present(paths).map(|()| KeysOrigin::Existing);
@@ -249,7 +274,7 @@ pub fn ensure_keys(paths: &KeyPaths, extra_names: &[String]) -> Result<KeysOrigi
         check_key_present(paths)?;
         KeysOrigin::Existing
     } else {
-        generate(paths, extra_names)?;
+        generate(paths, extra_names, validity)?;
         KeysOrigin::Generated
     };
     drop(lock); // Closing the file releases the lock.
@@ -297,9 +322,14 @@ pub fn ensure_client_keys(paths: &KeyPaths) -> Result<KeysOrigin, KeyError> {
             path: ca_key_path,
             source,
         })?;
-        let ca_pem = read_certificates(&paths.ca_cert())?;
-        let issuer = Issuer::new(ca_params(), ca_key);
-        write_client_keys(paths, &issuer, &String::from_utf8_lossy(&ca_pem))?;
+        let ca_pem = String::from_utf8_lossy(&read_certificates(&paths.ca_cert())?).into_owned();
+        // The CA's name is read from ca.pem: each generated CA has a name of its own.
+        let issuer =
+            Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(|source| KeyError::CaKey {
+                path: paths.ca_cert(),
+                source,
+            })?;
+        write_client_keys(paths, &issuer, &ca_pem, Validity::default().leaf)?;
         sync_dir(paths.dir())?;
         KeysOrigin::Generated
     };
@@ -447,8 +477,9 @@ pub fn verify_identity(
         invalid(match e {
             webpki::Error::CertExpired { .. } => "it has expired".into(),
             webpki::Error::CertNotValidYet { .. } => "it is not valid yet".into(),
-            // Every CA this project generates has the same name, so another one of ours is
-            // found by name and then fails the signature check.
+            // Each CA generated now has a name of its own (an unknown issuer); sets made
+            // before shared one name, so such a CA is found by name and then fails the
+            // signature check.
             webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey => {
                 "it was not issued by the CA this directory trusts (ca.pem)".into()
             }
@@ -500,36 +531,25 @@ fn check_key_present(paths: &KeyPaths) -> Result<(), KeyError> {
 
 /// Generates a CA and a server certificate signed by it, and writes the four files.
 ///
-/// Validity is rcgen's default (1975 to 4096): these are throw-away local demo keys, and a
-/// demo that stops working on some date teaches nothing. Keys are ECDSA P-256, which every
-/// mainstream TLS stack (rustls, Go, BoringSSL in Python's grpcio, OpenSSL) accepts.
-fn generate(paths: &KeyPaths, extra_names: &[String]) -> Result<(), KeyError> {
+/// Leaves are valid for `validity.leaf` (90 days by default) and the CA for `validity.ca`
+/// (10 years): [`renew`] reissues the leaves from `ca.key`, and the services do it at
+/// start. Keys are ECDSA P-256, which every mainstream TLS stack (rustls, Go, BoringSSL in
+/// Python's grpcio, OpenSSL) accepts.
+fn generate(paths: &KeyPaths, extra_names: &[String], validity: &Validity) -> Result<(), KeyError> {
     let ca_key = KeyPair::generate()?;
-    let ca_params = ca_params();
+    let ca_params = ca_params(&ca_key, validity.ca);
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let ca_key_pem = ca_key.serialize_pem();
     let issuer = Issuer::new(ca_params, ca_key);
 
-    let names: Vec<String> = DEFAULT_SERVER_NAMES
-        .iter()
-        .map(|name| name.to_string())
-        .chain(extra_names.iter().cloned())
-        .collect();
-    // `new` turns "127.0.0.1" and "::1" into IP-address names and the rest into DNS names.
-    let mut server = CertificateParams::new(names)?;
-    server
-        .distinguished_name
-        .push(DnType::CommonName, "discount");
-    server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    server.use_authority_key_identifier_extension = true;
+    let server = leaf_params(Leaf::Server, &server_names(extra_names), validity.leaf)?;
     let server_key = KeyPair::generate()?;
     let server_cert = server.signed_by(&server_key, &issuer)?;
 
     let chain = format!("{}{}", server_cert.pem(), ca_cert.pem());
     write_atomically(&paths.ca_key(), ca_key_pem.as_bytes(), 0o600)?;
     write_atomically(&paths.ca_cert(), ca_cert.pem().as_bytes(), 0o644)?;
-    write_client_keys(paths, &issuer, &ca_cert.pem())?;
+    write_client_keys(paths, &issuer, &ca_cert.pem(), validity.leaf)?;
     write_atomically(
         &paths.server_key(),
         server_key.serialize_pem().as_bytes(),
@@ -540,20 +560,55 @@ fn generate(paths: &KeyPaths, extra_names: &[String]) -> Result<(), KeyError> {
     sync_dir(paths.dir())
 }
 
+/// The two kinds of leaf certificate the directory holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leaf {
+    /// discount's: `cert.pem`, for TLS servers.
+    Server,
+    /// the catalog's: `client.pem`, for TLS clients.
+    Client,
+}
+
+/// [`DEFAULT_SERVER_NAMES`] and `extra`, as the server certificate carries them.
+fn server_names(extra: &[String]) -> Vec<String> {
+    DEFAULT_SERVER_NAMES
+        .iter()
+        .map(|name| name.to_string())
+        .chain(extra.iter().filter(|name| !name.is_empty()).cloned())
+        .collect()
+}
+
+/// A leaf's parameters: `names` (a server's), its use, valid for `validity` from now.
+fn leaf_params(
+    leaf: Leaf,
+    names: &[String],
+    validity: std::time::Duration,
+) -> Result<CertificateParams, KeyError> {
+    // `new` turns "127.0.0.1" and "::1" into IP-address names and the rest into DNS names.
+    let mut params = CertificateParams::new(names.to_vec())?;
+    let (common_name, usage) = match leaf {
+        Leaf::Server => ("discount", ExtendedKeyUsagePurpose::ServerAuth),
+        Leaf::Client => ("catalog", ExtendedKeyUsagePurpose::ClientAuth),
+    };
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![usage];
+    params.use_authority_key_identifier_extension = true;
+    lifetime::set_validity(&mut params, validity);
+    Ok(params)
+}
+
 /// Issues the catalog's client certificate with `issuer` and writes `client.key` and
 /// `client.pem` (the certificate, then `ca_pem`).
 fn write_client_keys(
     paths: &KeyPaths,
     issuer: &Issuer<'_, KeyPair>,
     ca_pem: &str,
+    validity: std::time::Duration,
 ) -> Result<(), KeyError> {
-    let mut client = CertificateParams::new(Vec::<String>::new())?;
-    client
-        .distinguished_name
-        .push(DnType::CommonName, "catalog");
-    client.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    client.use_authority_key_identifier_extension = true;
+    let client = leaf_params(Leaf::Client, &[], validity)?;
     let client_key = KeyPair::generate()?;
     let client_cert = client.signed_by(&client_key, issuer)?;
     write_atomically(
@@ -568,19 +623,26 @@ fn write_client_keys(
     )
 }
 
-/// The local CA's parameters. They are kept the same from run to run, so a later version can
-/// rebuild the issuer from `ca.key` alone and sign more leaves under the same CA.
-fn ca_params() -> CertificateParams {
+/// A new local CA's parameters. Its name carries part of its key's public bytes, so that
+/// each generated CA has a name of its own: a certificate from another of our CAs is then
+/// reported as from an unknown issuer, not as a bad signature under a same-named one.
+fn ca_params(ca_key: &KeyPair, validity: std::time::Duration) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    let public = ca_key.public_key_raw();
+    let id: String = public[public.len().saturating_sub(4)..]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     params
         .distinguished_name
-        .push(DnType::CommonName, "ecommerce demo local CA");
+        .push(DnType::CommonName, format!("ecommerce demo local CA {id}"));
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
+    lifetime::set_validity(&mut params, validity);
     params
 }
 
@@ -772,7 +834,7 @@ mod tests {
 
         // An expired certificate, signed by a CA made for the purpose.
         let ca_key = KeyPair::generate().unwrap();
-        let ca_params = ca_params();
+        let ca_params = ca_params(&ca_key, Validity::default().ca);
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca_params, ca_key);
         let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();

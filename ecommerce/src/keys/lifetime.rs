@@ -1,0 +1,490 @@
+//! Certificates with a life: how long generated ones are valid, when they expire, and
+//! renewing the leaves from the kept CA.
+//!
+//! Leaves (the server's and the client's) are issued for 90 days by default, as ACME and
+//! cert-manager do; the CA for ten years. Renewal reissues a leaf that expires within the
+//! renewal window (30 days by default), or that lacks a name it should carry, **with the
+//! same key**: only the certificate file changes, by one atomic rename, so a reader never
+//! sees a certificate that does not match its key (a new key would be a second file, and
+//! a reader between the two renames would get a mismatched pair).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use rcgen::{CertificateParams, Issuer, KeyPair};
+use x509_parser::extensions::GeneralName;
+use x509_parser::pem::Pem;
+
+use super::{KeyError, KeyPaths, read, read_certificates, read_private, write_atomically};
+
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+fn days(count: u64) -> Duration {
+    Duration::from_secs(count.saturating_mul(DAY.as_secs()))
+}
+
+/// How long generated certificates are valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// Server and client certificates (default 90 days).
+    pub leaf: Duration,
+    /// The CA (default 10 years).
+    pub ca: Duration,
+}
+
+impl Default for Validity {
+    fn default() -> Self {
+        Self {
+            leaf: 90 * DAY,
+            ca: 3650 * DAY,
+        }
+    }
+}
+
+/// The certificate lifetime flags, for both services.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LifetimeArgs {
+    /// How long generated and renewed server and client certificates are valid, in days.
+    #[arg(
+        long = "cert-validity-days",
+        env = "CERT_VALIDITY_DAYS",
+        global = true,
+        default_value_t = 90,
+        value_parser = clap::value_parser!(u64).range(1..=3650)
+    )]
+    pub cert_validity_days: u64,
+
+    /// How long a generated CA is valid, in days.
+    #[arg(
+        long = "ca-validity-days",
+        env = "CA_VALIDITY_DAYS",
+        global = true,
+        default_value_t = 3650,
+        value_parser = clap::value_parser!(u64).range(1..=36500)
+    )]
+    pub ca_validity_days: u64,
+
+    /// Renew certificates with fewer days left than this (at start, and with
+    /// `gen-keys --renew`), and warn about those that have.
+    #[arg(
+        long = "renew-before-days",
+        env = "CERT_RENEW_BEFORE_DAYS",
+        global = true,
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(0..=3650)
+    )]
+    pub renew_before_days: u64,
+}
+
+impl LifetimeArgs {
+    /// The validity of generated certificates, checked: a renewal window as long as a
+    /// leaf's life would renew it at every start.
+    pub fn validity(&self) -> Result<Validity, String> {
+        if self.renew_before_days >= self.cert_validity_days {
+            return Err(format!(
+                "--renew-before-days ({}) must be less than --cert-validity-days ({}): certificates would be renewed at every start",
+                self.renew_before_days, self.cert_validity_days
+            ));
+        }
+        if self.ca_validity_days < self.cert_validity_days {
+            return Err(format!(
+                "--ca-validity-days ({}) must be at least --cert-validity-days ({})",
+                self.ca_validity_days, self.cert_validity_days
+            ));
+        }
+        Ok(Validity {
+            leaf: days(self.cert_validity_days),
+            ca: days(self.ca_validity_days),
+        })
+    }
+
+    /// The renewal window.
+    pub fn renew_before(&self) -> Duration {
+        days(self.renew_before_days)
+    }
+}
+
+/// Renew a leaf that has less than this left (default 30 days), and warn about one.
+pub const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// Sets `params` to be valid from a minute ago (clocks differ a little) for `validity`.
+pub(super) fn set_validity(params: &mut CertificateParams, validity: Duration) {
+    let now = time_now();
+    params.not_before = now - time::Duration::minutes(1);
+    params.not_after = now + time::Duration::seconds(validity.as_secs() as i64);
+}
+
+fn time_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+/// What a certificate file says about its first certificate.
+#[derive(Debug, Clone)]
+pub struct CertificateInfo {
+    /// When it expires.
+    pub not_after: SystemTime,
+    /// Its DNS names and IP addresses, as written in a name list ("localhost", "127.0.0.1").
+    pub names: Vec<String>,
+}
+
+impl CertificateInfo {
+    /// Time left until it expires (zero once it has).
+    pub fn time_left(&self) -> Duration {
+        self.not_after
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+    }
+}
+
+/// Reads the first certificate of the PEM file at `path`.
+pub fn certificate_info(path: &Path) -> Result<CertificateInfo, KeyError> {
+    let pem = read(path)?;
+    info_from_pem(&pem).map_err(|reason| KeyError::Invalid {
+        path: path.to_owned(),
+        reason,
+    })
+}
+
+/// Reads the earliest expiry among the certificates of the PEM file at `path` (a bundle of
+/// CAs expires, for a client that needs them all, with its first member).
+pub fn earliest_expiry(path: &Path) -> Result<SystemTime, KeyError> {
+    let pem = read(path)?;
+    let invalid = |reason: String| KeyError::Invalid {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut earliest: Option<SystemTime> = None;
+    for block in Pem::iter_from_buffer(&pem) {
+        let block = block.map_err(|e| invalid(format!("unreadable PEM: {e}")))?;
+        let cert = block
+            .parse_x509()
+            .map_err(|e| invalid(format!("unreadable certificate: {e}")))?;
+        let not_after = unix_to_system(cert.validity().not_after.timestamp());
+        earliest = Some(earliest.map_or(not_after, |e| e.min(not_after)));
+    }
+    earliest.ok_or_else(|| invalid("there is no certificate".into()))
+}
+
+fn info_from_pem(pem: &[u8]) -> Result<CertificateInfo, String> {
+    let block = Pem::iter_from_buffer(pem)
+        .next()
+        .ok_or("there is no certificate")?
+        .map_err(|e| format!("unreadable PEM: {e}"))?;
+    let cert = block
+        .parse_x509()
+        .map_err(|e| format!("unreadable certificate: {e}"))?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(dns) => names.push((*dns).to_owned()),
+                GeneralName::IPAddress(bytes) => {
+                    let ip = match bytes.len() {
+                        4 => <[u8; 4]>::try_from(*bytes).ok().map(IpAddr::from),
+                        16 => <[u8; 16]>::try_from(*bytes).ok().map(IpAddr::from),
+                        _ => None,
+                    };
+                    names.extend(ip.map(|ip| ip.to_string()));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(CertificateInfo {
+        not_after: unix_to_system(cert.validity().not_after.timestamp()),
+        names,
+    })
+}
+
+fn unix_to_system(seconds: i64) -> SystemTime {
+    if seconds >= 0 {
+        UNIX_EPOCH + Duration::from_secs(seconds as u64)
+    } else {
+        UNIX_EPOCH
+    }
+}
+
+/// One leaf [`renew`] looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renewal {
+    /// The certificate file.
+    pub path: PathBuf,
+    /// Whether it was reissued.
+    pub renewed: bool,
+    /// Why it was, or why not (in words, for the log and the command's output).
+    pub reason: String,
+}
+
+/// Reissues, from `ca.key`, each leaf of `paths` (the server's `cert.pem`, the client's
+/// `client.pem`, those present) that expires within `renew_before` or lacks one of
+/// `server_names` (the server's only), keeping its key. Without `ca.key` nothing can be
+/// issued: that is an error that says so.
+pub fn renew(
+    paths: &KeyPaths,
+    server_names: &[String],
+    validity: &Validity,
+    renew_before: Duration,
+) -> Result<Vec<Renewal>, KeyError> {
+    let ca_key_path = paths.ca_key();
+    if !ca_key_path.exists() {
+        return Err(KeyError::NoCaKeyToRenew {
+            ca_key: ca_key_path,
+        });
+    }
+    let lock = super::lock(paths)?;
+    let ca_pem = String::from_utf8_lossy(&read_certificates(&paths.ca_cert())?).into_owned();
+    let ca_key_pem = String::from_utf8_lossy(&read_private(&ca_key_path)?).into_owned();
+    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|source| KeyError::CaKey {
+        path: ca_key_path.clone(),
+        source,
+    })?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(|source| KeyError::CaKey {
+        path: paths.ca_cert(),
+        source,
+    })?;
+    let mut done = Vec::new();
+    let leaves = [
+        (paths.server_cert(), paths.server_key(), super::Leaf::Server),
+        (paths.client_cert(), paths.client_key(), super::Leaf::Client),
+    ];
+    for (cert_path, key_path, leaf) in leaves {
+        if !cert_path.exists() {
+            continue;
+        }
+        let info = certificate_info(&cert_path)?;
+        let wanted: Vec<String> = match leaf {
+            super::Leaf::Server => super::server_names(server_names),
+            super::Leaf::Client => Vec::new(),
+        };
+        let missing: Vec<&String> = wanted
+            .iter()
+            .filter(|name| !info.names.contains(name))
+            .collect();
+        let left = info.time_left();
+        let reason = if !missing.is_empty() {
+            format!("it lacks {missing:?}")
+        } else if left < renew_before {
+            format!("{} days left", left.as_secs() / DAY.as_secs())
+        } else {
+            done.push(Renewal {
+                path: cert_path,
+                renewed: false,
+                reason: format!("{} days left", left.as_secs() / DAY.as_secs()),
+            });
+            continue;
+        };
+        let key_pem = String::from_utf8_lossy(&read_private(&key_path)?).into_owned();
+        let key = KeyPair::from_pem(&key_pem).map_err(|source| KeyError::CaKey {
+            path: key_path.clone(),
+            source,
+        })?;
+        let params = super::leaf_params(leaf, &wanted, validity.leaf)?;
+        let cert = params.signed_by(&key, &issuer)?;
+        write_atomically(
+            &cert_path,
+            format!("{}{ca_pem}", cert.pem()).as_bytes(),
+            0o644,
+        )?;
+        done.push(Renewal {
+            path: cert_path,
+            renewed: true,
+            reason,
+        });
+    }
+    super::sync_dir(paths.dir())?;
+    drop(lock);
+    Ok(done)
+}
+
+/// Logs when `what` (`"server"`, `"client"`, `"ca"`) in `path` expires: at info, as a
+/// warning within `renew_before`, as an error once it has. Returns the expiry (a bundle's
+/// earliest), for the metrics.
+pub fn log_expiry(
+    what: &'static str,
+    path: &Path,
+    renew_before: Duration,
+) -> Result<SystemTime, KeyError> {
+    let not_after = earliest_expiry(path)?;
+    let days_left = not_after
+        .duration_since(SystemTime::now())
+        .map(|left| left.as_secs() / DAY.as_secs());
+    let until = time::OffsetDateTime::from(not_after);
+    match days_left {
+        Err(_) => {
+            tracing::error!(certificate = what, path = %path.display(), %until, "the certificate has expired")
+        }
+        Ok(days) if Duration::from_secs(days * DAY.as_secs()) < renew_before => tracing::warn!(
+            certificate = what,
+            path = %path.display(),
+            %until,
+            days_left = days,
+            "the certificate expires soon: renew it (discount gen-keys --renew, or your issuer)"
+        ),
+        Ok(days) => {
+            tracing::info!(certificate = what, path = %path.display(), %until, days_left = days, "certificate valid")
+        }
+    }
+    Ok(not_after)
+}
+
+/// `<prefix>_tls_certificate_expiry_timestamp_seconds{certificate}` in a service's
+/// registry: when each of its certificates expires, for an alert before it does.
+#[derive(Debug, Clone, Default)]
+pub struct ExpiryGauges(Family<CertificateLabel, Gauge<f64, AtomicU64>>);
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabel {
+    certificate: &'static str,
+}
+
+impl ExpiryGauges {
+    /// Registers the gauge family (empty until [`Self::set`]).
+    pub fn register(registry: &mut Registry) -> Self {
+        let gauges = Self::default();
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When each TLS certificate expires (Unix time): server, client, ca (the earliest of the trusted CAs)",
+            gauges.0.clone(),
+        );
+        gauges
+    }
+
+    /// Records that `certificate` expires at `not_after`.
+    pub fn set(&self, certificate: &'static str, not_after: SystemTime) {
+        let seconds = not_after
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        self.0
+            .get_or_create(&CertificateLabel { certificate })
+            .set(seconds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+    use crate::keys::{self, CertificateUse};
+
+    fn in_days(duration: Duration) -> f64 {
+        duration.as_secs_f64() / DAY.as_secs_f64()
+    }
+
+    fn set(validity: &Validity) -> (tempfile::TempDir, KeyPaths) {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = KeyPaths::new(dir.path().join("keys"));
+        keys::ensure_keys_with(&paths, &[], validity).unwrap();
+        (dir, paths)
+    }
+
+    /// Whether the certificate in `cert` is for the key in `key` (same public key).
+    fn matches(cert: &Path, key: &Path) -> bool {
+        let pem = fs::read(cert).unwrap();
+        let block = Pem::iter_from_buffer(&pem).next().unwrap().unwrap();
+        let cert = block.parse_x509().unwrap();
+        let key = KeyPair::from_pem(&fs::read_to_string(key).unwrap()).unwrap();
+        cert.public_key().raw == rcgen::PublicKeyData::subject_public_key_info(&key)
+    }
+
+    fn subject(path: &Path) -> String {
+        let pem = fs::read(path).unwrap();
+        let block = Pem::iter_from_buffer(&pem).next().unwrap().unwrap();
+        block.parse_x509().unwrap().subject().to_string()
+    }
+
+    #[test]
+    fn leaves_live_90_days_and_the_ca_ten_years_each_ca_with_a_name_of_its_own() {
+        let (_dir, paths) = set(&Validity::default());
+        for leaf in [paths.server_cert(), paths.client_cert()] {
+            let left = in_days(certificate_info(&leaf).unwrap().time_left());
+            assert!((89.9..=90.0).contains(&left), "{left} days for {leaf:?}");
+        }
+        let ca_left = earliest_expiry(&paths.ca_cert())
+            .unwrap()
+            .duration_since(SystemTime::now())
+            .unwrap();
+        assert!((3649.9..=3650.0).contains(&in_days(ca_left)));
+        let names = certificate_info(&paths.server_cert()).unwrap().names;
+        assert_eq!(names, ["localhost", "127.0.0.1", "::1"]);
+
+        let (_other_dir, other) = set(&Validity::default());
+        assert_ne!(subject(&paths.ca_cert()), subject(&other.ca_cert()));
+        assert!(subject(&paths.ca_cert()).starts_with("CN=ecommerce demo local CA "));
+    }
+
+    #[test]
+    fn leaves_near_expiry_are_reissued_with_their_keys_and_the_rest_kept() {
+        let (_dir, paths) = set(&Validity {
+            leaf: 10 * DAY,
+            ..Validity::default()
+        });
+        let server_key = fs::read(paths.server_key()).unwrap();
+        let done = renew(&paths, &[], &Validity::default(), DEFAULT_RENEW_BEFORE).unwrap();
+        assert_eq!(done.len(), 2);
+        assert!(done.iter().all(|r| r.renewed), "{done:?}");
+        for (cert, key, usage) in [
+            (
+                paths.server_cert(),
+                paths.server_key(),
+                CertificateUse::Server,
+            ),
+            (
+                paths.client_cert(),
+                paths.client_key(),
+                CertificateUse::Client,
+            ),
+        ] {
+            let left = in_days(certificate_info(&cert).unwrap().time_left());
+            assert!(left > 89.9, "{left} days for {cert:?}");
+            assert!(matches(&cert, &key), "{cert:?} no longer matches {key:?}");
+            let identity = keys::read_identity(&cert, &key).unwrap();
+            let ca = keys::read_trust_roots(&paths).unwrap();
+            keys::verify_identity(&identity, &ca, usage, &cert).unwrap();
+        }
+        assert_eq!(fs::read(paths.server_key()).unwrap(), server_key);
+
+        // Now far from expiry: kept as they are, byte for byte.
+        let before = fs::read(paths.server_cert()).unwrap();
+        let done = renew(&paths, &[], &Validity::default(), DEFAULT_RENEW_BEFORE).unwrap();
+        assert!(done.iter().all(|r| !r.renewed), "{done:?}");
+        assert_eq!(fs::read(paths.server_cert()).unwrap(), before);
+    }
+
+    #[test]
+    fn a_server_certificate_without_a_requested_name_is_reissued_with_it() {
+        let (_dir, paths) = set(&Validity::default());
+        let names = vec!["discount.ecommerce.svc".to_owned()];
+        let done = renew(&paths, &names, &Validity::default(), DEFAULT_RENEW_BEFORE).unwrap();
+        let server = done.iter().find(|r| r.path == paths.server_cert()).unwrap();
+        assert!(server.renewed && server.reason.contains("discount.ecommerce.svc"));
+        let client = done.iter().find(|r| r.path == paths.client_cert()).unwrap();
+        assert!(!client.renewed);
+        let names = certificate_info(&paths.server_cert()).unwrap().names;
+        assert!(
+            names.contains(&"discount.ecommerce.svc".to_owned()),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn without_the_ca_key_renewal_says_it_cannot() {
+        let (_dir, paths) = set(&Validity::default());
+        fs::remove_file(paths.ca_key()).unwrap();
+        let err = renew(&paths, &[], &Validity::default(), DEFAULT_RENEW_BEFORE)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cannot renew:") && err.contains("ca.key is missing"),
+            "{err}"
+        );
+    }
+}
