@@ -97,9 +97,16 @@ async fn serve(cli: &Cli, paths: &KeyPaths) -> anyhow::Result<()> {
     let stop = shutdown::signal();
     prepare_keys(paths, &cli.tls_names, &cli.lifetime)?;
     // A certificate near its end is renewed at start, where the CA's key is at hand (the
-    // demo's own directory; not a mounted Secret, whose issuer renews it).
-    if paths.ca_key().exists() {
-        renew_leaves(paths, &cli.tls_names, &cli.lifetime)?;
+    // demo's own directory; not a mounted Secret, whose issuer renews it). A directory that
+    // cannot be written (a read-only volume) keeps its certificates, with a warning: the
+    // expiry is logged and exported below, and alerted on.
+    if paths.ca_key().exists()
+        && let Err(error) = renew_leaves(paths, &cli.tls_names, &cli.lifetime)
+    {
+        tracing::warn!(
+            error = format!("{error:#}"),
+            "could not renew the certificates; serving the current ones"
+        );
     }
     let identity = keys::read_server_identity(paths)?;
     // Expired, or not from this directory's CA: say so now, not in every client's logs.

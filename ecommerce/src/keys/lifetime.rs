@@ -238,18 +238,10 @@ pub fn renew(
             ca_key: ca_key_path,
         });
     }
-    let lock = super::lock(paths)?;
-    let ca_pem = String::from_utf8_lossy(&read_certificates(&paths.ca_cert())?).into_owned();
-    let ca_key_pem = String::from_utf8_lossy(&read_private(&ca_key_path)?).into_owned();
-    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|source| KeyError::CaKey {
-        path: ca_key_path.clone(),
-        source,
-    })?;
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(|source| KeyError::CaKey {
-        path: paths.ca_cert(),
-        source,
-    })?;
+    // Decided first, reading only: a directory with nothing to renew is never locked or
+    // written (it may be mounted read-only, as compose mounts the keys volume).
     let mut done = Vec::new();
+    let mut due = Vec::new();
     let leaves = [
         (paths.server_cert(), paths.server_key(), super::Leaf::Server),
         (paths.client_cert(), paths.client_key(), super::Leaf::Client),
@@ -268,18 +260,37 @@ pub fn renew(
             .filter(|name| !info.names.contains(name))
             .collect();
         let left = info.time_left();
+        let days_left = format!("{} days left", left.as_secs() / DAY.as_secs());
         let reason = if !missing.is_empty() {
             format!("it lacks {missing:?}")
         } else if left < renew_before {
-            format!("{} days left", left.as_secs() / DAY.as_secs())
+            days_left
         } else {
             done.push(Renewal {
                 path: cert_path,
                 renewed: false,
-                reason: format!("{} days left", left.as_secs() / DAY.as_secs()),
+                reason: days_left,
             });
             continue;
         };
+        due.push((cert_path, key_path, leaf, wanted, reason));
+    }
+    if due.is_empty() {
+        return Ok(done);
+    }
+
+    let lock = super::lock(paths)?;
+    let ca_pem = String::from_utf8_lossy(&read_certificates(&paths.ca_cert())?).into_owned();
+    let ca_key_pem = String::from_utf8_lossy(&read_private(&ca_key_path)?).into_owned();
+    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|source| KeyError::CaKey {
+        path: ca_key_path.clone(),
+        source,
+    })?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(|source| KeyError::CaKey {
+        path: paths.ca_cert(),
+        source,
+    })?;
+    for (cert_path, key_path, leaf, wanted, reason) in due {
         let key_pem = String::from_utf8_lossy(&read_private(&key_path)?).into_owned();
         let key = KeyPair::from_pem(&key_pem).map_err(|source| KeyError::CaKey {
             path: key_path.clone(),
