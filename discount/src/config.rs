@@ -92,6 +92,15 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub tracing: ecommerce::telemetry::TraceArgs,
+
+    /// How often to check the certificate, key and client CA files for changes, in
+    /// seconds: a good new set is used for new connections without a restart (0: never).
+    #[arg(
+        long = "tls-reload-interval-secs",
+        env = "DISCOUNT_TLS_RELOAD_INTERVAL_SECS",
+        default_value_t = 5
+    )]
+    pub tls_reload_interval_secs: u64,
 }
 
 /// What else the binary can do.

@@ -5,6 +5,7 @@
 //! - [`service`]: the `ecommerce.Discount` gRPC service around the rule.
 //! - [`server`]: [`run`], which serves it with TLS on a given listener until shutdown, with
 //!   gRPC health checking and reflection.
+//! - [`tls`]: TLS on the gRPC port with rustls, and new certificates without a restart.
 //! - [`limits`]: the request size limit, reported as RESOURCE_EXHAUSTED.
 //! - [`metrics`]: Prometheus metrics of every call, and their plaintext listener.
 //! - [`config`]: the command line of the `discount` binary.
@@ -21,5 +22,6 @@ pub mod metrics;
 pub mod pricing;
 pub mod server;
 pub mod service;
+pub mod tls;
 
 pub use server::{Config, ServeError, run};

@@ -136,6 +136,16 @@ async fn serve(cli: &Cli, paths: &KeyPaths) -> anyhow::Result<()> {
     if args.require_client_cert {
         config.client_ca_pem = Some(keys::read_trust_roots(paths)?);
     }
+    if args.tls_reload_interval_secs > 0 {
+        let files = discount::tls::TlsFiles {
+            paths: paths.clone(),
+            require_client_cert: args.require_client_cert,
+        };
+        config.tls_reload = Some((
+            files,
+            std::time::Duration::from_secs(args.tls_reload_interval_secs),
+        ));
+    }
     config.health_listener = bind_optional(args.health_listen, "--health-listen")?;
     config.metrics_listener = bind_optional(args.metrics_listen, "--metrics-listen")?;
     config.shutdown_delay = args.shutdown.delay();

@@ -7,7 +7,8 @@
 //! - `discount_trace_spans_total{outcome}`: trace spans `exported`, `failed` (the
 //!   collector refused or was unreachable), `dropped` (the export queue was full);
 //! - `discount_tls_certificate_expiry_timestamp_seconds{certificate}`: when the `server`
-//!   certificate and the `ca` expire (Unix time).
+//!   certificate and the `ca` expire (Unix time);
+//! - `discount_tls_reloads_total{outcome}`: changed TLS files `ok` (in use) or `rejected`.
 //!
 //! The same layer starts each call's OpenTelemetry server span, continuing the caller's
 //! trace (W3C `traceparent` in the metadata), and ends it with the status code: both need
@@ -71,8 +72,14 @@ pub struct Metrics {
     handled: Family<CallLabels, Counter>,
     handling_seconds: Family<MethodLabels, Histogram>,
     spans: SpanCounters,
-    /// When the certificates expire (set at start).
+    /// When the certificates expire (set at start, and on reload).
     pub certificates: ExpiryGauges,
+    tls_reloads: Family<OutcomeLabel, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
 }
 
 impl Default for Metrics {
@@ -102,7 +109,19 @@ impl Metrics {
         );
         let spans = SpanCounters::register(&mut registry);
         let certificates = ExpiryGauges::register(&mut registry);
+        let tls_reloads = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "tls_reloads",
+            "Changes of the TLS files, by outcome: ok (in use for new connections), rejected (the previous set kept)",
+            tls_reloads.clone(),
+        );
+        for outcome in ["ok", "rejected"] {
+            tls_reloads
+                .get_or_create(&OutcomeLabel { outcome })
+                .inc_by(0);
+        }
         Self {
+            tls_reloads,
             registry: Arc::new(registry),
             handled,
             handling_seconds,
@@ -116,6 +135,14 @@ impl Metrics {
     pub fn encode(&self, accept: Option<&str>) -> (&'static str, String) {
         self.spans.catch_up();
         ecommerce::metrics_format::encode(&self.registry, accept)
+    }
+
+    /// Counts a reload of the TLS files: used (`ok`) or refused.
+    pub fn tls_reloaded(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "rejected" };
+        self.tls_reloads
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
     }
 
     fn record(&self, method: &'static str, code: Code, started: Instant) {

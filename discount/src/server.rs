@@ -29,14 +29,15 @@ use ecommerce::pb;
 use ecommerce::pb::discount_server::DiscountServer;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
+use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::limits::{DEFAULT_MAX_REQUEST_BYTES, OversizeStatusLayer};
 use crate::metrics::{self, Metrics, MetricsLayer};
 use crate::service::DiscountService;
+use crate::tls::{self, TlsError, TlsFiles, TlsState};
 
 /// The name health checks use for the overall server.
 const OVERALL: &str = "";
@@ -70,6 +71,9 @@ pub struct Config {
     pub metrics: Metrics,
     /// The largest request message decoded; larger ones get RESOURCE_EXHAUSTED.
     pub max_request_bytes: usize,
+    /// The files to watch, and how often, to use new certificates without a restart
+    /// (none: the identity above for the server's whole life). See [`crate::tls`].
+    pub tls_reload: Option<(TlsFiles, Duration)>,
 }
 
 impl Config {
@@ -85,6 +89,7 @@ impl Config {
             metrics_listener: None,
             metrics: Metrics::new(),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            tls_reload: None,
         }
     }
 }
@@ -94,7 +99,7 @@ impl Config {
 pub enum ServeError {
     /// rustls rejected the certificate or key (unparsable, or a key that does not match).
     #[error("the TLS certificate or key is not usable")]
-    Tls(#[source] tonic::transport::Error),
+    Tls(#[source] TlsError),
     /// A listener's address could not be read.
     #[error("cannot read a listener's address")]
     Listener(#[source] std::io::Error),
@@ -114,15 +119,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let local_addr = listener.local_addr().map_err(ServeError::Listener)?;
-    let mut tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(
-            &config.identity.cert_chain_pem,
-            &config.identity.private_key_pem,
-        ))
-        .timeout(config.tls_handshake_timeout);
-    if let Some(ca) = &config.client_ca_pem {
-        tls = tls.client_ca_root(Certificate::from_pem(ca));
-    }
+    let tls = Arc::new(TlsState::new(
+        tls::server_config(&config.identity, config.client_ca_pem.as_deref())
+            .map_err(ServeError::Tls)?,
+    ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     set_status(&health, ServingStatus::Serving).await;
@@ -138,8 +138,6 @@ pub async fn run(
         .map_err(ServeError::Reflection)?;
 
     let router = Server::builder()
-        .tls_config(tls)
-        .map_err(ServeError::Tls)?
         // A discount call is a few small frames: waiting to fill a packet only adds latency.
         .tcp_nodelay(true)
         // Finds dead peers (a catalog host that vanished) instead of keeping their streams.
@@ -203,7 +201,10 @@ pub async fn run(
             stopping.notify_one();
         }
     };
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let reload = config
+        .tls_reload
+        .map(|(files, every)| tls::spawn_reload(files, &tls, every, config.metrics.clone()));
+    let incoming = tls::incoming(listener, tls, config.tls_handshake_timeout);
     tracing::info!(
         address = %local_addr,
         client_certificates = if config.client_ca_pem.is_some() { "required" } else { "not asked" },
@@ -226,6 +227,9 @@ pub async fn run(
             Ok(())
         }
     };
+    if let Some(reload) = reload {
+        reload.abort();
+    }
     // A health Watch stream never ends by itself, so the plaintext health server's own
     // graceful stop could wait forever: give the side listeners a moment, then end them.
     side_stop.send_replace(true);

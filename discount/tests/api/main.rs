@@ -5,3 +5,4 @@ mod helpers;
 mod hostile;
 mod mtls;
 mod operability;
+mod reload;

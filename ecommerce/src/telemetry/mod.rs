@@ -43,10 +43,10 @@ pub enum LogFormat {
     Json,
 }
 
-/// What is logged when `RUST_LOG` is not set: `info`, and tonic's failed TLS handshakes,
-/// which tonic logs at `debug` (a plaintext client on the TLS port, an untrusted client
+/// What is logged when `RUST_LOG` is not set: `info`, and discount's failed TLS handshakes,
+/// logged at `debug` (a plaintext client on the TLS port, an untrusted client
 /// certificate). They are worth seeing by default; `RUST_LOG` replaces all of this.
-pub const DEFAULT_FILTER: &str = "info,tonic::transport::server::io_stream=debug";
+pub const DEFAULT_FILTER: &str = "info,discount::tls=debug";
 
 /// Which spans become OpenTelemetry spans, whatever `RUST_LOG` says: the services' own, at
 /// `info`; not the libraries' internals, nor the catalog's probes and scrapes. Log lines at
