@@ -203,6 +203,15 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub tracing: ecommerce::telemetry::TraceArgs,
+
+    /// How often the CA file and (with --client-cert) the client certificate are checked
+    /// for a new set, used for new connections without a restart, in seconds (0: never).
+    #[arg(
+        long = "tls-reload-interval-secs",
+        env = "CATALOG_TLS_RELOAD_INTERVAL_SECS",
+        default_value_t = 5
+    )]
+    pub tls_reload_interval_secs: u64,
 }
 
 impl ServeArgs {

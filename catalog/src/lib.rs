@@ -11,6 +11,7 @@
 //! - [`routes`]: the HTTP API, and the rule that every product is always served.
 //! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 //! - [`request_id`]: the id that follows a request through both services' logs.
+//! - [`tls_reload`]: a new CA to trust, or client certificate, without a restart.
 //! - [`server`]: [`run`], the hyper accept loop with timeouts and graceful shutdown.
 //! - [`config`]: the command line of the `catalog` binary.
 //! - [`healthcheck`]: `catalog healthcheck`, a readiness check for containers.
@@ -28,5 +29,6 @@ pub mod overload;
 pub mod request_id;
 pub mod routes;
 pub mod server;
+pub mod tls_reload;
 
 pub use server::{Config, ServeError, run};

@@ -89,6 +89,16 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
 
     let mut config = catalog::Config::new(data, discounts);
     config.metrics = metrics;
+    if args.tls_reload_interval_secs > 0 {
+        let files = catalog::tls_reload::TlsFiles {
+            paths: paths.clone(),
+            client_cert: args.client_cert,
+        };
+        config.tls_reload = Some((
+            files,
+            std::time::Duration::from_secs(args.tls_reload_interval_secs),
+        ));
+    }
     config.shutdown_delay = args.shutdown.delay();
     config.max_connections = args.max_connections as usize;
     config.admission = args.admission();

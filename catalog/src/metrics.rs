@@ -24,6 +24,7 @@
 //! | `catalog_admitted_request_duration_seconds` | time to answer an admitted priced request, from its arrival, histogram (fine buckets, for latency percentiles) |
 //! | `catalog_trace_spans_total{outcome}` | trace spans `exported`, `failed` (the collector refused or was unreachable), `dropped` (the export queue was full) |
 //! | `catalog_tls_certificate_expiry_timestamp_seconds{certificate}` | when the trusted `ca` (the earliest, for a bundle) and the `client` certificate expire (Unix time) |
+//! | `catalog_tls_reloads_total{outcome}` | changed TLS files `ok` (in use for new connections) or `rejected` (the previous set kept) |
 //! | `catalog_scheduler_lag_seconds` | how late the catalog's runtime runs (max over the last second) |
 //!
 //! `route` is one of the catalog's paths ([`PATHS`]) or `other`, so that arbitrary paths cannot create
@@ -151,8 +152,9 @@ pub struct Metrics {
     admitted_duration: Histogram,
     lag: Gauge<f64, AtomicU64>,
     spans: SpanCounters,
-    /// When the certificates the catalog relies on expire (set at start).
+    /// When the certificates the catalog relies on expire (set at start, and on reload).
     pub certificates: ExpiryGauges,
+    tls_reloads: Family<OutcomeLabels, Counter>,
     /// Held while the values taken at scrape time are written, so that two scrapes at once
     /// cannot count a counter's catch-up twice.
     scrape: Arc<Mutex<()>>,
@@ -322,7 +324,19 @@ impl Metrics {
         );
         let spans = SpanCounters::register(&mut registry);
         let certificates = ExpiryGauges::register(&mut registry);
+        let tls_reloads = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "tls_reloads",
+            "Changes of the TLS files, by outcome: ok (in use for new connections), rejected (the previous set kept)",
+            tls_reloads.clone(),
+        );
+        for outcome in ["ok", "rejected"] {
+            tls_reloads
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc_by(0);
+        }
         Self {
+            tls_reloads,
             registry: Arc::new(registry),
             spans,
             certificates,
@@ -382,6 +396,14 @@ impl Metrics {
         if result.is_err() {
             self.fallbacks.inc();
         }
+    }
+
+    /// Counts a reload of the TLS files: used (`ok`) or refused.
+    pub fn tls_reloaded(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "rejected" };
+        self.tls_reloads
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     /// Records a `/products` answer with its `X-Discount-Status`.

@@ -29,6 +29,7 @@ use crate::discounts::{DiscountClient, MAX_CALLS_IN_FLIGHT};
 use crate::metrics::Metrics;
 use crate::overload::admission::{Admission, AdmissionSettings};
 use crate::routes::{self, App};
+use crate::tls_reload::{self, TlsFiles};
 
 /// What [`run`] needs besides the listener and the shutdown signal.
 #[derive(Debug)]
@@ -56,6 +57,9 @@ pub struct Config {
     pub metrics: Metrics,
     /// How many priced requests run at once, and how long others wait.
     pub admission: AdmissionSettings,
+    /// The TLS files to watch, and how often, to use new ones without a restart (none:
+    /// those read at start, for good). See [`crate::tls_reload`].
+    pub tls_reload: Option<(TlsFiles, Duration)>,
 }
 
 impl Config {
@@ -70,6 +74,7 @@ impl Config {
             shutdown_delay: Duration::ZERO,
             metrics: Metrics::new(),
             admission: AdmissionSettings::default(),
+            tls_reload: None,
         }
     }
 }
@@ -97,6 +102,14 @@ pub async fn run(
     let local_addr = listener.local_addr().map_err(ServeError::Listener)?;
     let weight = config.catalog.products().len().min(MAX_CALLS_IN_FLIGHT);
     let admission = Admission::new(config.admission, weight, config.discounts.local_load());
+    let reload = config.tls_reload.map(|(files, every)| {
+        tls_reload::spawn(
+            files,
+            config.discounts.clone(),
+            every,
+            config.metrics.clone(),
+        )
+    });
     let app = Arc::new(App {
         catalog: config.catalog,
         discounts: config.discounts,
@@ -194,6 +207,9 @@ pub async fn run(
                 "requests still running after the drain timeout; stopping anyway"
             );
         }
+    }
+    if let Some(reload) = reload {
+        reload.abort();
     }
     tracing::info!("catalog server stopped");
     Ok(())

@@ -51,7 +51,7 @@ use self::attempt::{Attempt, AttemptKind, CallResult};
 use self::breaker::{BreakerSettings, BreakerState};
 use self::budget::RetryBudget;
 use self::health::{Health, HealthSettings};
-use self::replicas::{ChannelSettings, Replica, ReplicaSet};
+use self::replicas::{ChannelSettings, Replica, ReplicaSet, TlsMaterial};
 use crate::data::{Customer, Product};
 use crate::overload::LocalLoad;
 
@@ -228,6 +228,14 @@ pub struct ClientStats {
     pub replica_calls: Vec<(std::net::SocketAddr, u64, u64)>,
 }
 
+fn tls_material(trust_roots_pem: &[u8], client_identity: Option<&PemIdentity>) -> TlsMaterial {
+    TlsMaterial {
+        trust_roots: Certificate::from_pem(trust_roots_pem),
+        client_identity: client_identity
+            .map(|id| Identity::from_pem(&id.cert_chain_pem, &id.private_key_pem)),
+    }
+}
+
 /// What the client's calls share, behind one `Arc`.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -256,11 +264,7 @@ impl DiscountClient {
         // A down or unreachable replica must cost at most one call timeout.
         let patience = settings.call_timeout.max(Duration::from_millis(100));
         let channel = ChannelSettings {
-            trust_roots: Certificate::from_pem(&settings.trust_roots_pem),
-            client_identity: settings
-                .client_identity
-                .as_ref()
-                .map(|id| Identity::from_pem(&id.cert_chain_pem, &id.private_key_pem)),
+            tls: tls_material(&settings.trust_roots_pem, settings.client_identity.as_ref()),
             connect_timeout: patience,
             breaker: settings.breaker,
             health: HealthSettings {
@@ -281,6 +285,17 @@ impl DiscountClient {
                 budget: RetryBudget::default(),
             }),
         })
+    }
+
+    /// Trusts `trust_roots_pem` and presents `client_identity` on every new connection
+    /// from now on: each replica gets a new channel; calls in flight finish on the old one.
+    pub fn replace_tls(
+        &self,
+        trust_roots_pem: &[u8],
+        client_identity: Option<&PemIdentity>,
+    ) -> Result<(), tonic::transport::Error> {
+        self.replicas
+            .replace_tls(tls_material(trust_roots_pem, client_identity))
     }
 
     /// Whether the catalog is overloaded (shared with admission control).

@@ -109,8 +109,8 @@ pub struct Replica {
     pub addr: SocketAddr,
     /// The name its certificate is checked against.
     host: String,
-    /// How to connect to it, kept to start afresh.
-    endpoint: Endpoint,
+    /// How to connect to it, kept to start afresh; replaced when the TLS files change.
+    endpoint: RwLock<Endpoint>,
     /// Its channel; clones share the connection. Replaced when the connection is presumed
     /// dead ([`Self::reconnect`]).
     channel: RwLock<Channel>,
@@ -165,10 +165,25 @@ impl Replica {
     /// reset leaves a connection that looks alive and never answers; calls already on it end
     /// at their deadline, later ones connect afresh.
     pub fn reconnect(&self) {
+        let channel = self
+            .endpoint
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .connect_lazy();
         *self
             .channel
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = self.endpoint.connect_lazy();
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = channel;
+    }
+
+    /// Connects with `endpoint` from now on. Calls in flight finish on the channel they
+    /// hold, which closes once the last of them is done: nothing fails for the change.
+    fn use_endpoint(&self, endpoint: Endpoint) {
+        *self
+            .endpoint
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = endpoint;
+        self.reconnect();
     }
 
     /// Reports that its breaker just opened: a fresh connection for the health checks, and
@@ -191,10 +206,9 @@ impl Replica {
 /// What every replica's channel is made with.
 #[derive(Debug, Clone)]
 pub struct ChannelSettings {
-    /// The CA certificates that discount servers must chain to.
-    pub trust_roots: Certificate,
-    /// The client certificate to present (mutual TLS), if any.
-    pub client_identity: Option<Identity>,
+    /// The CA certificates that discount servers must chain to, and the client
+    /// certificate to present (mutual TLS), if any.
+    pub tls: TlsMaterial,
     /// The longest wait for a TCP connection and TLS handshake.
     pub connect_timeout: Duration,
     /// Settings of each replica's breaker.
@@ -204,6 +218,15 @@ pub struct ChannelSettings {
     /// Whether the catalog itself is overloaded (a health check that timed out then is
     /// ignored).
     pub load: LocalLoad,
+}
+
+/// The TLS files a channel is made with, as tonic takes them.
+#[derive(Debug, Clone)]
+pub struct TlsMaterial {
+    /// The CA certificates that discount servers must chain to.
+    pub trust_roots: Certificate,
+    /// The client certificate to present (mutual TLS), if any.
+    pub client_identity: Option<Identity>,
 }
 
 /// How a host name becomes addresses: the system resolver, or a fake in tests.
@@ -226,6 +249,8 @@ fn system_lookup(
 pub struct ReplicaSet {
     targets: Vec<Target>,
     channel: ChannelSettings,
+    /// The TLS files new channels use; replaced by [`Self::replace_tls`].
+    tls: RwLock<TlsMaterial>,
     lookup: Box<Lookup>,
     /// Swapped whole on each resolution; calls take a cheap snapshot.
     current: RwLock<Arc<[Arc<Replica>]>>,
@@ -249,6 +274,7 @@ impl ReplicaSet {
     ) -> Arc<Self> {
         let set = Arc::new(Self {
             targets,
+            tls: RwLock::new(channel.tls.clone()),
             channel,
             lookup,
             current: RwLock::new(Arc::from(Vec::new())),
@@ -349,11 +375,44 @@ impl ReplicaSet {
         target: &Target,
         addr: SocketAddr,
     ) -> Result<Replica, tonic::transport::Error> {
+        let endpoint = self.endpoint(&target.host, addr)?;
+        Ok(Replica {
+            addr,
+            host: target.host.clone(),
+            channel: RwLock::new(endpoint.connect_lazy()),
+            endpoint: RwLock::new(endpoint),
+            breaker: CircuitBreaker::new(format!("{} ({addr})", target.host), self.channel.breaker),
+            health: HealthCell::default(),
+            health_wake: Arc::new(Notify::new()),
+            tally: self.tally(addr),
+        })
+    }
+
+    /// Uses `tls` for every new connection: each replica gets a new channel, and calls in
+    /// flight finish on the old one (see [`Replica::use_endpoint`]).
+    pub fn replace_tls(&self, tls: TlsMaterial) -> Result<(), tonic::transport::Error> {
+        *self
+            .tls
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = tls;
+        for replica in self.replicas().iter() {
+            replica.use_endpoint(self.endpoint(&replica.host, replica.addr)?);
+        }
+        Ok(())
+    }
+
+    /// How to connect to the replica at `addr`, whose certificate must name `host`.
+    fn endpoint(&self, host: &str, addr: SocketAddr) -> Result<Endpoint, tonic::transport::Error> {
+        let material = self
+            .tls
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
         let mut tls = ClientTlsConfig::new()
-            .ca_certificate(self.channel.trust_roots.clone())
-            .domain_name(target.host.clone());
-        if let Some(identity) = &self.channel.client_identity {
-            tls = tls.identity(identity.clone());
+            .ca_certificate(material.trust_roots)
+            .domain_name(host.to_owned());
+        if let Some(identity) = material.client_identity {
+            tls = tls.identity(identity);
         }
         let endpoint = Endpoint::from_shared(format!("https://{addr}"))?
             .tls_config(tls)?
@@ -367,16 +426,7 @@ impl ReplicaSet {
             .tcp_keepalive(Some(Duration::from_secs(30)))
             .tcp_keepalive_interval(Some(Duration::from_secs(5)))
             .tcp_keepalive_retries(Some(3));
-        Ok(Replica {
-            addr,
-            host: target.host.clone(),
-            channel: RwLock::new(endpoint.connect_lazy()),
-            endpoint,
-            breaker: CircuitBreaker::new(format!("{} ({addr})", target.host), self.channel.breaker),
-            health: HealthCell::default(),
-            health_wake: Arc::new(Notify::new()),
-            tally: self.tally(addr),
-        })
+        Ok(endpoint)
     }
 
     fn tally(&self, addr: SocketAddr) -> Arc<ReplicaTally> {
@@ -485,8 +535,10 @@ mod tests {
         // connect, and must never leave this machine.
         dns.answer(Some(&["127.0.0.11:1", "127.0.0.12:1"]));
         let channel = ChannelSettings {
-            trust_roots: Certificate::from_pem(b""),
-            client_identity: None,
+            tls: TlsMaterial {
+                trust_roots: Certificate::from_pem(b""),
+                client_identity: None,
+            },
             connect_timeout: Duration::from_millis(100),
             breaker: BreakerSettings {
                 failure_threshold: 1,

@@ -489,6 +489,11 @@ impl Load {
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
     }
 
+    /// How many requests have been answered so far.
+    pub fn answered(&self) -> usize {
+        self.samples.lock().unwrap().len()
+    }
+
     /// Stops the workers and returns every sample, in the order they finished.
     pub async fn finish(self) -> Vec<Sample> {
         self.stop.send_replace(true);

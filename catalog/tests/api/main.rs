@@ -5,4 +5,5 @@ mod helpers;
 mod operability;
 mod overload;
 mod products;
+mod rotation;
 mod security;
