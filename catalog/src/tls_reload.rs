@@ -112,11 +112,21 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut seen = files.fingerprint();
+        // Certificates that expire while the catalog runs are noticed here too.
+        let mut ca_watch = keys::ExpiryWatch::new("ca", keys::DEFAULT_RENEW_BEFORE);
+        let mut client_watch = keys::ExpiryWatch::new("client", keys::DEFAULT_RENEW_BEFORE);
+        let mut expiries = files.load().ok().map(|l| (l.ca_expiry, l.client_expiry));
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
             ticker.tick().await;
+            if let Some((ca, client)) = expiries {
+                ca_watch.check(ca);
+                if let Some(client) = client {
+                    client_watch.check(client);
+                }
+            }
             let now = files.fingerprint();
             if now == seen {
                 continue;
@@ -133,6 +143,7 @@ pub fn spawn(
                 });
             match loaded {
                 Ok(loaded) => {
+                    expiries = Some((loaded.ca_expiry, loaded.client_expiry));
                     metrics.certificates.set("ca", loaded.ca_expiry);
                     if let Some(expiry) = loaded.client_expiry {
                         metrics.certificates.set("client", expiry);

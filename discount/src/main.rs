@@ -140,6 +140,7 @@ async fn serve(cli: &Cli, paths: &KeyPaths) -> anyhow::Result<()> {
         let files = discount::tls::TlsFiles {
             paths: paths.clone(),
             require_client_cert: args.require_client_cert,
+            renew_before: cli.lifetime.renew_before(),
         };
         config.tls_reload = Some((
             files,

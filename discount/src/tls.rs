@@ -160,6 +160,8 @@ pub struct TlsFiles {
     pub paths: keys::KeyPaths,
     /// Require client certificates from the directory's CA.
     pub require_client_cert: bool,
+    /// Warn when the server certificate has less than this left.
+    pub renew_before: Duration,
 }
 
 impl TlsFiles {
@@ -218,21 +220,31 @@ pub fn spawn_reload(
     let tls = Arc::downgrade(tls);
     tokio::spawn(async move {
         let mut seen = files.fingerprint();
+        // A certificate that expires while the server runs is noticed here too.
+        let mut expiry = keys::ExpiryWatch::new("server", files.renew_before);
+        let mut not_after = keys::certificate_info(&files.paths.server_cert())
+            .ok()
+            .map(|info| info.not_after);
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
             ticker.tick().await;
             let Some(tls) = tls.upgrade() else { return };
+            if let Some(not_after) = not_after {
+                expiry.check(not_after);
+            }
             let now = files.fingerprint();
             if now == seen {
                 continue;
             }
             seen = now;
             match files.load() {
-                Ok((config, not_after)) => {
+                Ok((config, new_not_after)) => {
                     tls.replace(config);
-                    metrics.certificates.set("server", not_after);
+                    metrics.certificates.set("server", new_not_after);
+                    not_after = Some(new_not_after);
+                    expiry.check(new_not_after);
                     metrics.tls_reloaded(true);
                     tracing::info!(
                         path = %files.paths.server_cert().display(),

@@ -441,3 +441,101 @@ fn near_expiry_leaves_are_renewed_by_gen_keys_and_at_start_keeping_their_keys() 
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_that_expires_while_serving_is_noticed_and_a_renewal_brings_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = KeyPaths::new(dir.path());
+    keys::ensure_keys(&paths, &[]).unwrap();
+    // A server certificate with three seconds to live (same CA, same key).
+    let short = keys::Validity {
+        leaf: std::time::Duration::from_secs(3),
+        ..keys::Validity::default()
+    };
+    keys::renew(&paths, &[], &short, std::time::Duration::from_secs(1 << 40)).unwrap();
+    let expires = keys::certificate_info(&paths.server_cert())
+        .unwrap()
+        .not_after;
+
+    let mut command = discount();
+    command
+        .args([
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--tls-reload-interval-secs",
+            "1",
+        ])
+        .args([
+            "--renew-before-days",
+            "0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--keys-dir",
+        ])
+        .arg(dir.path());
+    let mut process = ServiceProcess::spawn(command);
+    let line = process.wait_for_line("gRPC server listening");
+    let port: u16 = line
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("address="))
+        .and_then(|address| address.rsplit(':').next()?.parse().ok())
+        .expect("the gRPC port");
+    let metrics_addr = process
+        .log
+        .iter()
+        .find(|line| line.contains("metrics listening"))
+        .expect("the metrics listener's line")
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("address="))
+        .unwrap()
+        .to_owned();
+
+    // Noticed while running: an error in the log, and the expiry in the metrics.
+    process.wait_for_line("the certificate has expired");
+    assert!(std::time::SystemTime::now() >= expires);
+    let metrics = scrape_text(&metrics_addr).await;
+    let expiry: f64 = metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(
+                r#"discount_tls_certificate_expiry_timestamp_seconds{certificate="server"} "#,
+            )
+        })
+        .expect("the expiry gauge")
+        .parse()
+        .unwrap();
+    let expires_unix = expires
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert_eq!(expiry, expires_unix);
+
+    // `gen-keys --renew` brings it back, without a restart.
+    let mut renew = discount();
+    renew
+        .args(["gen-keys", "--renew", "--keys-dir"])
+        .arg(dir.path());
+    let (status, stdout, stderr) = run_to_end(renew);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("renewed"), "{stdout}");
+    process.wait_for_line("new TLS certificates");
+    let mut client = tls_client(port, &paths).await;
+    assert_eq!(discounted(&mut client, 1000).await, 900);
+    assert_eq!(process.terminate().code(), Some(0));
+}
+
+/// `GET /metrics` in the text format, from `addr` (host:port).
+async fn scrape_text(addr: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}

@@ -65,6 +65,7 @@ async fn discount_on(
         discount::tls::TlsFiles {
             paths: keys.clone(),
             require_client_cert,
+            renew_before: keys::DEFAULT_RENEW_BEFORE,
         },
         RELOAD_EVERY,
     ));

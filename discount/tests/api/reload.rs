@@ -177,6 +177,7 @@ async fn new_certificates_serve_new_connections_however_the_files_are_replaced()
             TlsFiles {
                 paths: mounted.clone(),
                 require_client_cert: false,
+                renew_before: keys::DEFAULT_RENEW_BEFORE,
             },
             RELOAD_EVERY,
         ));
@@ -240,6 +241,7 @@ async fn a_bad_new_set_is_refused_and_the_previous_one_keeps_serving() {
             TlsFiles {
                 paths: keys.clone(),
                 require_client_cert: false,
+                renew_before: keys::DEFAULT_RENEW_BEFORE,
             },
             RELOAD_EVERY,
         ));

@@ -345,6 +345,73 @@ pub fn log_expiry(
     Ok(not_after)
 }
 
+/// Watches a certificate's expiry while the service runs: logs a warning when it enters
+/// the renewal window and an error once it has expired, again every hour while it stays
+/// so, and nothing while it is fine. (At start, [`log_expiry`] says it once.)
+#[derive(Debug)]
+pub struct ExpiryWatch {
+    what: &'static str,
+    renew_before: Duration,
+    last: Option<(ExpiryState, std::time::Instant)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExpiryState {
+    Fine,
+    Soon,
+    Expired,
+}
+
+impl ExpiryWatch {
+    /// For the certificate `what` (`"server"`, `"client"`, `"ca"`), warning within
+    /// `renew_before` of its end.
+    pub fn new(what: &'static str, renew_before: Duration) -> Self {
+        Self {
+            what,
+            renew_before,
+            last: None,
+        }
+    }
+
+    /// Looks at `not_after` now, logging as described above.
+    pub fn check(&mut self, not_after: SystemTime) {
+        let left = not_after.duration_since(SystemTime::now());
+        let state = match left {
+            Err(_) => ExpiryState::Expired,
+            Ok(left) if left < self.renew_before => ExpiryState::Soon,
+            Ok(_) => ExpiryState::Fine,
+        };
+        let due = match self.last {
+            None => state != ExpiryState::Fine,
+            Some((last, at)) => {
+                state != last || (state != ExpiryState::Fine && at.elapsed() >= HOUR)
+            }
+        };
+        if !due {
+            return;
+        }
+        self.last = Some((state, std::time::Instant::now()));
+        let until = time::OffsetDateTime::from(not_after);
+        match state {
+            ExpiryState::Expired => tracing::error!(
+                certificate = self.what,
+                %until,
+                "the certificate has expired: new handshakes fail; renew it (discount gen-keys --renew, or your issuer)"
+            ),
+            ExpiryState::Soon => tracing::warn!(
+                certificate = self.what,
+                %until,
+                "the certificate expires soon: renew it (discount gen-keys --renew, or your issuer)"
+            ),
+            ExpiryState::Fine => {
+                tracing::info!(certificate = self.what, %until, "the certificate is valid again")
+            }
+        }
+    }
+}
+
+const HOUR: Duration = Duration::from_secs(60 * 60);
+
 /// `<prefix>_tls_certificate_expiry_timestamp_seconds{certificate}` in a service's
 /// registry: when each of its certificates expires, for an alert before it does.
 #[derive(Debug, Clone, Default)]

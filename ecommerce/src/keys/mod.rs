@@ -44,8 +44,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 pub mod lifetime;
 
 pub use lifetime::{
-    CertificateInfo, DEFAULT_RENEW_BEFORE, ExpiryGauges, LifetimeArgs, Renewal, Validity,
-    certificate_info, earliest_expiry, log_expiry, renew,
+    CertificateInfo, DEFAULT_RENEW_BEFORE, ExpiryGauges, ExpiryWatch, LifetimeArgs, Renewal,
+    Validity, certificate_info, earliest_expiry, log_expiry, renew,
 };
 
 /// Names every server certificate carries, so local clients verify it by name or address.
