@@ -5,12 +5,14 @@
 //!   the wire contract shared with the Go and Python services this project replaces.
 //! - [`codec`]: the protobuf codec of that generated code (prost, with small buffers).
 //! - [`keys`]: the demo's TLS files in the keys directory, generated with rcgen when missing,
-//!   with names compatible with the old services (`cert.pem`, `private.key`).
+//!   with names compatible with the old services (`cert.pem`, `private.key`); their
+//!   validity, renewal and expiry ([`keys::lifetime`]).
 //! - [`listener`]: binding a TCP port on all interfaces, IPv4 and IPv6, as both services do.
 //! - [`metrics_format`]: Prometheus metrics in the format the scraper asks for.
 //! - [`runtime`]: the tokio runtime, sized to the CPUs the process may use.
 //! - [`shutdown`]: the Ctrl-C / SIGTERM signal both services stop on.
-//! - [`telemetry`]: the `tracing` subscriber both binaries install.
+//! - [`telemetry`]: logs and traces: the `tracing` subscriber both binaries install, W3C
+//!   trace context propagation, OTLP export, trace ids in log lines.
 #![forbid(unsafe_code)]
 
 pub mod codec;
