@@ -389,7 +389,7 @@ impl ReplicaSet {
     }
 
     /// Uses `tls` for every new connection: each replica gets a new channel, and calls in
-    /// flight finish on the old one (see [`Replica::use_endpoint`]).
+    /// flight finish on the old one, which closes after them.
     pub fn replace_tls(&self, tls: TlsMaterial) -> Result<(), tonic::transport::Error> {
         *self
             .tls
