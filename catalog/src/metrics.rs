@@ -41,7 +41,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use ecommerce::keys::ExpiryGauges;
+use ecommerce::keys::{ExpiryGauges, ReloadCounters};
 use ecommerce::telemetry::export::SpanCounters;
 
 use crate::discounts::breaker::BreakerState;
@@ -154,7 +154,8 @@ pub struct Metrics {
     spans: SpanCounters,
     /// When the certificates the catalog relies on expire (set at start, and on reload).
     pub certificates: ExpiryGauges,
-    tls_reloads: Family<OutcomeLabels, Counter>,
+    /// Changes of the TLS files, used or refused.
+    pub tls_reloads: ReloadCounters,
     /// Held while the values taken at scrape time are written, so that two scrapes at once
     /// cannot count a counter's catch-up twice.
     scrape: Arc<Mutex<()>>,
@@ -324,17 +325,7 @@ impl Metrics {
         );
         let spans = SpanCounters::register(&mut registry);
         let certificates = ExpiryGauges::register(&mut registry);
-        let tls_reloads = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
-            "tls_reloads",
-            "Changes of the TLS files, by outcome: ok (in use for new connections), rejected (the previous set kept)",
-            tls_reloads.clone(),
-        );
-        for outcome in ["ok", "rejected"] {
-            tls_reloads
-                .get_or_create(&OutcomeLabels { outcome })
-                .inc_by(0);
-        }
+        let tls_reloads = ReloadCounters::register(&mut registry);
         Self {
             tls_reloads,
             registry: Arc::new(registry),
@@ -396,14 +387,6 @@ impl Metrics {
         if result.is_err() {
             self.fallbacks.inc();
         }
-    }
-
-    /// Counts a reload of the TLS files: used (`ok`) or refused.
-    pub fn tls_reloaded(&self, ok: bool) {
-        let outcome = if ok { "ok" } else { "rejected" };
-        self.tls_reloads
-            .get_or_create(&OutcomeLabels { outcome })
-            .inc();
     }
 
     /// Records a `/products` answer with its `X-Discount-Status`.

@@ -1,7 +1,8 @@
 //! New TLS files without a restart: the CA the catalog trusts and, with mutual TLS, its
 //! client certificate.
 //!
-//! Every few seconds the files are read; when they changed, the new set is checked as at
+//! Every few seconds the files are read (a poll: see [`ecommerce::keys::reload`]); when
+//! they changed, the new set is checked as at
 //! start (certificates that parse, a client certificate that chains to the trusted CAs, is
 //! valid now, and matches its key). A good set is used for every new connection: each
 //! discount replica gets a new channel, and calls in flight finish on the old one, so no
@@ -48,20 +49,13 @@ impl TlsFiles {
         }
     }
 
-    /// What the files hold now, to notice any way of changing them (see discount's).
-    fn fingerprint(&self) -> Vec<u8> {
+    /// The files a change of the set touches.
+    fn watched(&self) -> Vec<PathBuf> {
         let mut files = vec![self.trusted()];
         if self.client_cert {
             files.extend([self.paths.client_cert(), self.paths.client_key()]);
         }
         files
-            .iter()
-            .flat_map(|path| {
-                let mut bytes = std::fs::read(path).unwrap_or_default();
-                bytes.push(0xff);
-                bytes
-            })
-            .collect()
     }
 
     fn load(&self) -> Result<Loaded, KeyError> {
@@ -111,7 +105,7 @@ pub fn spawn(
     metrics: Metrics,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut seen = files.fingerprint();
+        let mut watch = keys::FileWatch::new(&files.watched());
         // Certificates that expire while the catalog runs are noticed here too.
         let mut ca_watch = keys::ExpiryWatch::new("ca", keys::DEFAULT_RENEW_BEFORE);
         let mut client_watch = keys::ExpiryWatch::new("client", keys::DEFAULT_RENEW_BEFORE);
@@ -127,11 +121,9 @@ pub fn spawn(
                     client_watch.check(client);
                 }
             }
-            let now = files.fingerprint();
-            if now == seen {
+            if !watch.changed(&files.watched()) {
                 continue;
             }
-            seen = now;
             let loaded = files
                 .load()
                 .map_err(|error| format!("{error}"))
@@ -148,7 +140,7 @@ pub fn spawn(
                     if let Some(expiry) = loaded.client_expiry {
                         metrics.certificates.set("client", expiry);
                     }
-                    metrics.tls_reloaded(true);
+                    metrics.tls_reloads.record(true);
                     tracing::info!(
                         trusted = %files.trusted().display(),
                         client_certificate = files.client_cert,
@@ -156,7 +148,7 @@ pub fn spawn(
                     );
                 }
                 Err(error) => {
-                    metrics.tls_reloaded(false);
+                    metrics.tls_reloads.record(false);
                     tracing::warn!(
                         %error,
                         "the changed TLS files were refused; still using the previous ones"

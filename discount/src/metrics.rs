@@ -30,7 +30,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use ecommerce::keys::ExpiryGauges;
+use ecommerce::keys::{ExpiryGauges, ReloadCounters};
 use ecommerce::telemetry::export::SpanCounters;
 use ecommerce::telemetry::propagation;
 use http_body_util::Full;
@@ -74,12 +74,8 @@ pub struct Metrics {
     spans: SpanCounters,
     /// When the certificates expire (set at start, and on reload).
     pub certificates: ExpiryGauges,
-    tls_reloads: Family<OutcomeLabel, Counter>,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabel {
-    outcome: &'static str,
+    /// Changes of the TLS files, used or refused.
+    pub tls_reloads: ReloadCounters,
 }
 
 impl Default for Metrics {
@@ -109,17 +105,7 @@ impl Metrics {
         );
         let spans = SpanCounters::register(&mut registry);
         let certificates = ExpiryGauges::register(&mut registry);
-        let tls_reloads = Family::<OutcomeLabel, Counter>::default();
-        registry.register(
-            "tls_reloads",
-            "Changes of the TLS files, by outcome: ok (in use for new connections), rejected (the previous set kept)",
-            tls_reloads.clone(),
-        );
-        for outcome in ["ok", "rejected"] {
-            tls_reloads
-                .get_or_create(&OutcomeLabel { outcome })
-                .inc_by(0);
-        }
+        let tls_reloads = ReloadCounters::register(&mut registry);
         Self {
             tls_reloads,
             registry: Arc::new(registry),
@@ -135,14 +121,6 @@ impl Metrics {
     pub fn encode(&self, accept: Option<&str>) -> (&'static str, String) {
         self.spans.catch_up();
         ecommerce::metrics_format::encode(&self.registry, accept)
-    }
-
-    /// Counts a reload of the TLS files: used (`ok`) or refused.
-    pub fn tls_reloaded(&self, ok: bool) {
-        let outcome = if ok { "ok" } else { "rejected" };
-        self.tls_reloads
-            .get_or_create(&OutcomeLabel { outcome })
-            .inc();
     }
 
     fn record(&self, method: &'static str, code: Code, started: Instant) {

@@ -3,8 +3,9 @@
 //!
 //! tonic's own TLS settings are fixed when the server starts. Here, each connection's
 //! handshake uses the [`ServerConfig`] current at that moment ([`TlsState`]); connections
-//! already open keep the one they started with. [`spawn_reload`] watches the files and
-//! replaces the configuration when they change and the new set is good.
+//! already open keep the one they started with. [`spawn_reload`] watches the files (a poll:
+//! see [`ecommerce::keys::reload`]) and replaces the configuration when they change and
+//! the new set is good.
 //!
 //! What tonic did and this keeps: a bound on each handshake (a client that connects and
 //! says nothing is dropped after [`crate::Config::tls_handshake_timeout`]), handshakes that
@@ -190,21 +191,13 @@ impl TlsFiles {
         Ok((config, not_after))
     }
 
-    /// What the files hold now, to notice a change however it was made: a rename into
-    /// place, a rewrite in place, or Kubernetes' swap of the `..data` symlink.
-    fn fingerprint(&self) -> Vec<u8> {
+    /// The files a change of the set touches.
+    fn watched(&self) -> Vec<PathBuf> {
         let mut files = vec![self.paths.server_cert(), self.paths.server_key()];
         if self.require_client_cert || self.paths.ca_cert().exists() {
             files.push(self.paths.ca_cert());
         }
         files
-            .iter()
-            .flat_map(|path: &PathBuf| {
-                let mut bytes = std::fs::read(path).unwrap_or_default();
-                bytes.push(0xff); // a separator that no PEM contains
-                bytes
-            })
-            .collect()
     }
 }
 
@@ -219,7 +212,7 @@ pub fn spawn_reload(
 ) -> tokio::task::JoinHandle<()> {
     let tls = Arc::downgrade(tls);
     tokio::spawn(async move {
-        let mut seen = files.fingerprint();
+        let mut watch = keys::FileWatch::new(&files.watched());
         // A certificate that expires while the server runs is noticed here too.
         let mut expiry = keys::ExpiryWatch::new("server", files.renew_before);
         let mut not_after = keys::certificate_info(&files.paths.server_cert())
@@ -234,25 +227,23 @@ pub fn spawn_reload(
             if let Some(not_after) = not_after {
                 expiry.check(not_after);
             }
-            let now = files.fingerprint();
-            if now == seen {
+            if !watch.changed(&files.watched()) {
                 continue;
             }
-            seen = now;
             match files.load() {
                 Ok((config, new_not_after)) => {
                     tls.replace(config);
                     metrics.certificates.set("server", new_not_after);
                     not_after = Some(new_not_after);
                     expiry.check(new_not_after);
-                    metrics.tls_reloaded(true);
+                    metrics.tls_reloads.record(true);
                     tracing::info!(
                         path = %files.paths.server_cert().display(),
                         "new TLS certificates: used for every new connection"
                     );
                 }
                 Err(error) => {
-                    metrics.tls_reloaded(false);
+                    metrics.tls_reloads.record(false);
                     tracing::warn!(
                         error = format!("{error:#}"),
                         "the changed TLS files were refused; still serving the previous ones"

@@ -42,11 +42,13 @@ use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 pub mod lifetime;
+pub mod reload;
 
 pub use lifetime::{
     CertificateInfo, DEFAULT_RENEW_BEFORE, ExpiryGauges, ExpiryWatch, LifetimeArgs, Renewal,
     Validity, certificate_info, earliest_expiry, log_expiry, renew,
 };
+pub use reload::{FileWatch, ReloadCounters};
 
 /// Names every server certificate carries, so local clients verify it by name or address.
 pub const DEFAULT_SERVER_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
