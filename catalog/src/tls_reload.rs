@@ -1,10 +1,9 @@
 //! New TLS files without a restart: the CA the catalog trusts and, with mutual TLS, its
 //! client certificate.
 //!
-//! Every few seconds the files are read (a poll: see [`ecommerce::keys::reload`]); when
-//! they changed, the new set is checked as at
-//! start (certificates that parse, a client certificate that chains to the trusted CAs, is
-//! valid now, and matches its key). A good set is used for every new connection: each
+//! Every few seconds the files are read (a poll: see [`ecommerce::keys::reload`]). When
+//! they changed, the new set is checked as at start: certificates that parse, and a client
+//! certificate that chains to the trusted CAs, is valid now, and matches its key. A good set is used for every new connection: each
 //! discount replica gets a new channel, and calls in flight finish on the old one, so no
 //! request fails for the change. A bad or half-written set is refused with a warning and
 //! counted; the previous one keeps serving, and the next change is tried again.
