@@ -72,6 +72,14 @@ async fn discount_on(
     (spawn_discount_with(config).await, metrics)
 }
 
+/// The catalog trusting `keys`' CA and presenting its client certificate, from the start.
+async fn catalog_presenting(keys: &KeyPaths, discount: std::net::SocketAddr) -> catalog::Config {
+    let mut settings =
+        crate::helpers::settings(keys, discount_address(discount), Duration::from_secs(5));
+    settings.client_identity = Some(keys::read_client_identity(keys).unwrap());
+    crate::helpers::config_with(catalog::data::Catalog::embedded(), settings).await
+}
+
 fn discount_text(metrics: &discount::metrics::Metrics) -> String {
     metrics.encode(Some("text/plain")).1
 }
@@ -153,19 +161,8 @@ async fn a_new_client_certificate_is_presented_and_accepted() {
     let (_c, catalog_keys) = copy_of(&old, &["client.pem", "client.key"]);
     fs::write(catalog_keys.ca_cert(), concat(&[&old, &new])).unwrap();
     let (discount, discount_metrics) = discount_on(&discount_keys, true).await;
-    let mut config = catalog_config(
-        &catalog_keys,
-        discount_address(discount.addr),
-        Duration::from_secs(5),
-    )
-    .await;
-    config
-        .discounts
-        .replace_tls(
-            &keys::read_trust_roots(&catalog_keys).unwrap(),
-            Some(&keys::read_client_identity(&catalog_keys).unwrap()),
-        )
-        .unwrap();
+    // The client certificate from the start: health checks connect at once.
+    let mut config = catalog_presenting(&catalog_keys, discount.addr).await;
     config.tls_reload = Some((
         TlsFiles {
             paths: catalog_keys.clone(),
@@ -213,4 +210,51 @@ async fn a_new_client_certificate_is_presented_and_accepted() {
 
     let samples = load.finish().await;
     assert_eq!(count_status(&samples, "complete"), samples.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_new_ca_file_or_client_key_is_refused_and_the_previous_set_kept() {
+    let (_keys_dir, keys) = generated_keys();
+    let (_d, discount_keys) = copy_of(&keys, &["ca.pem", "cert.pem", "private.key"]);
+    let (_c, catalog_keys) = copy_of(&keys, &["ca.pem", "client.pem", "client.key"]);
+    let (discount, _) = discount_on(&discount_keys, true).await;
+    // The client certificate from the start: health checks connect at once.
+    let mut config = catalog_presenting(&catalog_keys, discount.addr).await;
+    config.tls_reload = Some((
+        TlsFiles {
+            paths: catalog_keys.clone(),
+            client_cert: true,
+        },
+        RELOAD_EVERY,
+    ));
+    let catalog = spawn_catalog(config).await;
+    let addr = catalog.addr;
+    let rejected = r#"catalog_tls_reloads_total{outcome="rejected"}"#;
+    let load = Load::start(addr, 2);
+    load.wait_until("first answers", |s| s.len() >= 5).await;
+
+    // A CA file that is not PEM, then a client key that does not go with its certificate.
+    let good_ca = fs::read(catalog_keys.ca_cert()).unwrap();
+    fs::write(catalog_keys.ca_cert(), b"not a certificate").unwrap();
+    wait_count("a bad CA file", || scrape(addr), rejected, 1.0).await;
+    fs::write(catalog_keys.ca_cert(), &good_ca).unwrap();
+    fs::copy(discount_keys.server_key(), catalog_keys.client_key()).unwrap();
+    wait_count(
+        "a client key for another certificate",
+        || scrape(addr),
+        rejected,
+        2.0,
+    )
+    .await;
+    let before = load.answered();
+    load.wait_until("answers after the refusals", |s| s.len() >= before + 10)
+        .await;
+
+    let samples = load.finish().await;
+    assert_eq!(count_status(&samples, "complete"), samples.len());
+    let text = scrape(addr).await;
+    assert_eq!(
+        sample(&text, r#"catalog_tls_reloads_total{outcome="ok"}"#),
+        0.0
+    );
 }
