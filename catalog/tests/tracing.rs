@@ -298,6 +298,14 @@ fn catalog_addr(process: &ServiceProcess) -> SocketAddr {
         .unwrap()
 }
 
+/// The catalog's environment for exporting to the harness's receiver.
+fn exporting_to_the_receiver() -> [(&'static str, String); 1] {
+    [(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        format!("http://{}", harness().receiver),
+    )]
+}
+
 /// A new W3C trace id, unique to the test and the run.
 fn new_trace_id(test: u8) -> String {
     let nanos = std::time::SystemTime::now()
@@ -342,10 +350,7 @@ const DISCOUNTED: [&str; 3] = [
 async fn one_request_is_one_trace_across_both_services() {
     let (_dir, keys) = generated_keys();
     let discount = Discount::start(&keys).await;
-    let exporter = [(
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        format!("http://{}", harness().receiver),
-    )];
+    let exporter = exporting_to_the_receiver();
     let mut catalog = catalog(
         &keys,
         discount.addr,
@@ -516,10 +521,7 @@ fn waterfall(spans: &[ReceivedSpan]) -> String {
 async fn with_discount_down_the_client_spans_carry_the_error_and_the_body_is_whole() {
     let (_dir, keys) = generated_keys();
     let discount = Discount::start(&keys).await;
-    let exporter = [(
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        format!("http://{}", harness().receiver),
-    )];
+    let exporter = exporting_to_the_receiver();
     // Health checks rarely, so that the calls, not a check, find discount gone.
     let mut catalog = catalog(
         &keys,

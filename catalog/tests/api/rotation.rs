@@ -9,8 +9,8 @@ use catalog::tls_reload::TlsFiles;
 use ecommerce::keys::{self, KeyPaths};
 
 use crate::helpers::{
-    Load, catalog_config, count_status, discount_address, generated_keys, sample, scrape,
-    spawn_catalog, spawn_discount_with,
+    Load, count_status, discount_address, generated_keys, sample, scrape, spawn_catalog,
+    spawn_discount_with,
 };
 
 const RELOAD_EVERY: Duration = Duration::from_millis(50);
@@ -72,12 +72,29 @@ async fn discount_on(
     (spawn_discount_with(config).await, metrics)
 }
 
-/// The catalog trusting `keys`' CA and presenting its client certificate, from the start.
-async fn catalog_presenting(keys: &KeyPaths, discount: std::net::SocketAddr) -> catalog::Config {
+/// The catalog trusting `keys`' CA (and, with `client_cert`, presenting its client
+/// certificate), reloading them every [`RELOAD_EVERY`].
+async fn reloading_catalog(
+    keys: &KeyPaths,
+    discount: std::net::SocketAddr,
+    client_cert: bool,
+) -> crate::helpers::Running {
     let mut settings =
         crate::helpers::settings(keys, discount_address(discount), Duration::from_secs(5));
-    settings.client_identity = Some(keys::read_client_identity(keys).unwrap());
-    crate::helpers::config_with(catalog::data::Catalog::embedded(), settings).await
+    // From the start, not swapped in after: the first health checks connect at once.
+    if client_cert {
+        settings.client_identity = Some(keys::read_client_identity(keys).unwrap());
+    }
+    let mut config =
+        crate::helpers::config_with(catalog::data::Catalog::embedded(), settings).await;
+    config.tls_reload = Some((
+        TlsFiles {
+            paths: keys.clone(),
+            client_cert,
+        },
+        RELOAD_EVERY,
+    ));
+    spawn_catalog(config).await
 }
 
 fn discount_text(metrics: &discount::metrics::Metrics) -> String {
@@ -91,20 +108,7 @@ async fn a_new_ca_through_a_bundle_keeps_every_discount_flowing() {
     let (_d, discount_keys) = copy_of(&old, &["ca.pem", "cert.pem", "private.key"]);
     let (_c, catalog_keys) = copy_of(&old, &["ca.pem"]);
     let (discount, discount_metrics) = discount_on(&discount_keys, false).await;
-    let mut config = catalog_config(
-        &catalog_keys,
-        discount_address(discount.addr),
-        Duration::from_secs(5),
-    )
-    .await;
-    config.tls_reload = Some((
-        TlsFiles {
-            paths: catalog_keys.clone(),
-            client_cert: false,
-        },
-        RELOAD_EVERY,
-    ));
-    let catalog = spawn_catalog(config).await;
+    let catalog = reloading_catalog(&catalog_keys, discount.addr, false).await;
     let addr = catalog.addr;
     let catalog_reloads = r#"catalog_tls_reloads_total{outcome="ok"}"#;
     let load = Load::start(addr, 2);
@@ -161,16 +165,7 @@ async fn a_new_client_certificate_is_presented_and_accepted() {
     let (_c, catalog_keys) = copy_of(&old, &["client.pem", "client.key"]);
     fs::write(catalog_keys.ca_cert(), concat(&[&old, &new])).unwrap();
     let (discount, discount_metrics) = discount_on(&discount_keys, true).await;
-    // The client certificate from the start: health checks connect at once.
-    let mut config = catalog_presenting(&catalog_keys, discount.addr).await;
-    config.tls_reload = Some((
-        TlsFiles {
-            paths: catalog_keys.clone(),
-            client_cert: true,
-        },
-        RELOAD_EVERY,
-    ));
-    let catalog = spawn_catalog(config).await;
+    let catalog = reloading_catalog(&catalog_keys, discount.addr, true).await;
     let addr = catalog.addr;
     let catalog_reloads = r#"catalog_tls_reloads_total{outcome="ok"}"#;
     let load = Load::start(addr, 2);
@@ -218,16 +213,7 @@ async fn a_bad_new_ca_file_or_client_key_is_refused_and_the_previous_set_kept() 
     let (_d, discount_keys) = copy_of(&keys, &["ca.pem", "cert.pem", "private.key"]);
     let (_c, catalog_keys) = copy_of(&keys, &["ca.pem", "client.pem", "client.key"]);
     let (discount, _) = discount_on(&discount_keys, true).await;
-    // The client certificate from the start: health checks connect at once.
-    let mut config = catalog_presenting(&catalog_keys, discount.addr).await;
-    config.tls_reload = Some((
-        TlsFiles {
-            paths: catalog_keys.clone(),
-            client_cert: true,
-        },
-        RELOAD_EVERY,
-    ));
-    let catalog = spawn_catalog(config).await;
+    let catalog = reloading_catalog(&catalog_keys, discount.addr, true).await;
     let addr = catalog.addr;
     let rejected = r#"catalog_tls_reloads_total{outcome="rejected"}"#;
     let load = Load::start(addr, 2);

@@ -92,10 +92,10 @@ pub enum TelemetryError {
     Exporter(String),
 }
 
-/// The tracer provider, kept to flush the last spans at shutdown.
+/// The tracer provider (only with export), kept to flush the last spans at shutdown.
 #[derive(Debug)]
 pub struct Telemetry {
-    provider: SdkTracerProvider,
+    provider: Option<SdkTracerProvider>,
     endpoint: Option<String>,
 }
 
@@ -108,7 +108,9 @@ impl Telemetry {
     /// Exports the spans queued so far, and waits for it (blocking: call it off the
     /// runtime's threads, as [`Self::shutdown`] does).
     pub fn force_flush(&self) {
-        if let Err(error) = self.provider.force_flush() {
+        if let Some(provider) = &self.provider
+            && let Err(error) = provider.force_flush()
+        {
             tracing::warn!(%error, "could not export the queued spans");
         }
     }
@@ -118,7 +120,9 @@ impl Telemetry {
     /// thread needs the runtime (tonic's channel) to send, so it must not block the
     /// runtime's own thread (on one CPU the runtime has only that one).
     pub async fn shutdown(self) {
-        let provider = self.provider;
+        let Some(provider) = self.provider else {
+            return;
+        };
         let flush =
             tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(FLUSH_TIMEOUT));
         match tokio::time::timeout(FLUSH_TIMEOUT + Duration::from_millis(500), flush).await {
@@ -164,22 +168,23 @@ fn install(
     endpoint: Option<String>,
 ) -> Result<Telemetry, TelemetryError> {
     set_propagators();
-    let name = std::env::var("OTEL_SERVICE_NAME")
-        .ok()
-        .filter(|name| !name.trim().is_empty())
-        .unwrap_or_else(|| service.to_owned());
-    let mut provider = SdkTracerProvider::builder()
-        .with_resource(Resource::builder().with_service_name(name).build());
-    let spans = match &endpoint {
+    // Only with export: a span nobody receives would cost a third of the throughput.
+    let provider = match &endpoint {
         Some(endpoint) => {
-            provider = provider.with_span_processor(export::processor(endpoint)?);
-            Some(())
+            let name = std::env::var("OTEL_SERVICE_NAME")
+                .ok()
+                .filter(|name| !name.trim().is_empty())
+                .unwrap_or_else(|| service.to_owned());
+            Some(
+                SdkTracerProvider::builder()
+                    .with_resource(Resource::builder().with_service_name(name).build())
+                    .with_span_processor(export::processor(endpoint)?)
+                    .build(),
+            )
         }
         None => None,
     };
-    let provider = provider.build();
-    // Only with export: a span nobody receives would cost a third of the throughput.
-    let spans = spans.map(|()| {
+    let spans = provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(service))
             .with_tracked_inactivity(false)
