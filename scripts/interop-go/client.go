@@ -7,13 +7,11 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io/ioutil"
+	"os"
 	"runtime"
 	"strings"
 	"time"
 
-	"github.com/golang/protobuf/jsonpb"
-	"github.com/golang/protobuf/proto"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -62,7 +60,7 @@ func (t *tally) check(name string, problems []string) {
 	}
 	t.failed++
 	for _, problem := range problems {
-		fmt.Printf("FAIL  go client, case '%s': %s\n", name, problem)
+		fmt.Printf("FAIL  go client (grpc-go %s), case '%s': %s\n", grpc.Version, name, problem)
 	}
 }
 
@@ -74,11 +72,11 @@ func (t *tally) finish() int {
 	return 0
 }
 
-// buildRequest makes the case's DiscountRequest; unknown fields survive a parse in
-// golang/protobuf (XXX_unrecognized) and are sent on.
+// buildRequest makes the case's DiscountRequest; unknown fields survive a parse in both
+// Protobuf APIs (XXX_unrecognized in v1, the message's unknown fields in v2) and are sent on.
 func buildRequest(c *testCase) (*pb.DiscountRequest, error) {
 	request := &pb.DiscountRequest{}
-	if err := jsonpb.UnmarshalString(string(c.Request), request); err != nil {
+	if err := parseJSON(string(c.Request), request); err != nil {
 		return nil, fmt.Errorf("request: %v", err)
 	}
 	if c.DescriptionBytes > 0 {
@@ -92,12 +90,12 @@ func buildRequest(c *testCase) (*pb.DiscountRequest, error) {
 		if err != nil {
 			return nil, fmt.Errorf("unknown_fields_hex: %v", err)
 		}
-		raw, err := proto.Marshal(request)
+		raw, err := marshal(request)
 		if err != nil {
 			return nil, err
 		}
 		request = &pb.DiscountRequest{}
-		if err := proto.Unmarshal(append(raw, extra...), request); err != nil {
+		if err := unmarshal(append(raw, extra...), request); err != nil {
 			return nil, err
 		}
 	}
@@ -157,7 +155,7 @@ func runClient(args []string) int {
 		t.check("setup", []string{err.Error()})
 		return t.finish()
 	}
-	raw, err := ioutil.ReadFile(*casesPath)
+	raw, err := os.ReadFile(*casesPath)
 	if err != nil {
 		return fail(err)
 	}
@@ -176,7 +174,7 @@ func runClient(args []string) int {
 		return fail(err)
 	}
 	creds := credentials.NewTLS(&tls.Config{RootCAs: pool, Certificates: identity})
-	conn, err := grpc.Dial(*target, grpc.WithTransportCredentials(creds))
+	conn, err := connect(*target, creds)
 	if err != nil {
 		return fail(err)
 	}

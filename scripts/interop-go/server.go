@@ -24,13 +24,13 @@ import (
 
 // discount applies the same rule as ours: customer 1 gets 10% off a positive price,
 // truncated toward zero; everyone else gets an empty discount_value.
-type discount struct{}
+type discount struct{ unimplementedDiscount }
 
 func (discount) ApplyDiscount(_ context.Context, req *pb.DiscountRequest) (*pb.DiscountResponse, error) {
 	if req.Product == nil {
 		return nil, status.Error(codes.InvalidArgument, "DiscountRequest.product is required")
 	}
-	product := *req.Product
+	product := cloneProduct(req.Product)
 	product.DiscountValue = &pb.DiscountValue{}
 	if req.Customer != nil && req.Customer.Id == 1 && product.PriceInCents > 0 {
 		product.DiscountValue = &pb.DiscountValue{
@@ -38,7 +38,7 @@ func (discount) ApplyDiscount(_ context.Context, req *pb.DiscountRequest) (*pb.D
 			ValueInCents: int32(int64(product.PriceInCents) * 9 / 10),
 		}
 	}
-	return &pb.DiscountResponse{Product: &product}, nil
+	return &pb.DiscountResponse{Product: product}, nil
 }
 
 func runServer(args []string) int {

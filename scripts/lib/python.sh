@@ -1,15 +1,6 @@
 # Sourced by scripts that need Python tools from PyPI.
 
-# as_root COMMAND…: runs COMMAND as root (directly, or through sudo).
-as_root() {
-    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
-}
-
-# apt_install PACKAGE…: installs Debian packages, quietly.
-apt_install() {
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+. scripts/lib/debian.sh
 
 # python_venv DIR CHECK PACKAGE…: makes sure DIR is a virtual environment in which the
 # Python statement CHECK runs, installing PACKAGE… (pip arguments) if it does not. Installs
