@@ -9,6 +9,7 @@
 //!   is too long) and the runtime-lag probe that tells the catalog's overload from
 //!   discount's faults.
 //! - [`routes`]: the HTTP API, and the rule that every product is always served.
+//! - [`shop`]: the storefront, a page for people at `/shop`, embedded in the binary.
 //! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 //! - [`request_id`]: the id that follows a request through both services' logs.
 //! - [`tls_reload`]: a new CA to trust, or client certificate, without a restart.
@@ -29,6 +30,7 @@ pub mod overload;
 pub mod request_id;
 pub mod routes;
 pub mod server;
+pub mod shop;
 pub mod tls_reload;
 
 pub use server::{Config, ServeError, run};

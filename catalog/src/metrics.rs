@@ -27,8 +27,8 @@
 //! | `catalog_tls_reloads_total{outcome}` | changed TLS files `ok` (in use for new connections) or `rejected` (the previous set kept) |
 //! | `catalog_scheduler_lag_seconds` | how late the catalog's runtime runs (max over the last second) |
 //!
-//! `route` is one of the catalog's paths ([`PATHS`]) or `other`, so that arbitrary paths cannot create
-//! new time series.
+//! `route` is one of the catalog's paths ([`PATHS`], the storefront's files) or `other`, so
+//! that arbitrary paths cannot create new time series.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -49,6 +49,7 @@ use crate::discounts::health::Health;
 use crate::discounts::{CallError, ClientStats};
 use crate::overload::admission::{Admission, Shed};
 use crate::routes::{DiscountStatus, PATHS};
+use crate::shop;
 
 /// The bounds of `catalog_http_request_duration_seconds`, in seconds.
 const DURATION_BUCKETS: [f64; 16] = [
@@ -357,6 +358,7 @@ impl Metrics {
             .iter()
             .find(|route| **route == path)
             .copied()
+            .or_else(|| shop::asset(path).map(|asset| asset.path))
             .unwrap_or("other")
     }
 

@@ -7,6 +7,7 @@
 //! | `GET /healthz`     | 200 while the process serves requests (liveness) |
 //! | `GET /readyz`      | 200 when it should get traffic, 503 while it shuts down; see [`readyz`] |
 //! | `GET /metrics`     | Prometheus metrics; see [`crate::metrics`] |
+//! | `GET /shop`        | the storefront, a page for people, and its files under `/shop/`; see [`crate::shop`] |
 //! | other methods      | 405 with `Allow: GET, HEAD` |
 //! | other paths        | 404 |
 //!
@@ -14,7 +15,7 @@
 //! `X-Request-ID` (the client's, or a new one), and every request is logged once, at `info`,
 //! with that id. Only priced `/products` requests go through admission control
 //! ([`crate::overload::admission`]): `/healthz`, `/readyz`, `/metrics`, `/` and unpriced
-//! `/products` are never queued or shed.
+//! `/products` are never queued or shed, and neither is the storefront's page.
 
 use std::convert::Infallible;
 use std::num::IntErrorKind;
@@ -40,11 +41,12 @@ use crate::discounts::{CallError, Discount, DiscountClient, MAX_CALLS_IN_FLIGHT}
 use crate::metrics::Metrics;
 use crate::overload::admission::Admission;
 use crate::request_id;
+use crate::shop;
 
 /// The header that names the customer, as with the old Go catalog.
 pub const USER_ID_HEADER: &str = "x-user-id";
 
-/// The paths the catalog serves; any other is 404.
+/// The paths of the catalog's API; the storefront's are [`shop::ASSETS`]. Any other is 404.
 pub const PATHS: [&str; 5] = ["/", "/products", "/healthz", "/readyz", "/metrics"];
 
 /// What every request handler shares.
@@ -176,7 +178,11 @@ async fn route_request(
     request_id: &str,
     arrived: Instant,
 ) -> Response<Body> {
-    match (request.method(), request.uri().path()) {
+    let path = request.uri().path();
+    if let (&Method::GET | &Method::HEAD, Some(asset)) = (request.method(), shop::asset(path)) {
+        return shop::serve(asset, request.headers());
+    }
+    match (request.method(), path) {
         (&Method::GET | &Method::HEAD, "/") => text(StatusCode::OK, "It is working."),
         (&Method::GET | &Method::HEAD, "/products") => {
             products(app, request.headers(), request_id, arrived).await
@@ -193,7 +199,7 @@ async fn route_request(
                 .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
             response
         }
-        (_, path) if PATHS.contains(&path) => {
+        (_, path) if PATHS.contains(&path) || shop::asset(path).is_some() => {
             let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.");
             response
                 .headers_mut()

@@ -7,3 +7,4 @@ mod overload;
 mod products;
 mod rotation;
 mod security;
+mod shop;

@@ -59,9 +59,17 @@ async fn a_request_that_waits_too_long_for_admission_gets_503_with_retry_after_a
     );
     assert!(waited < Duration::from_secs(2), "took {waited:?}");
 
-    // Probes, metrics and unpriced requests are never queued: queued, they would wait out
-    // the 200 ms and get 503 (the admitted request holds its permits until the gate opens).
-    for path in ["/healthz", "/readyz", "/metrics", "/"] {
+    // Probes, metrics, the storefront's files and unpriced requests are never queued:
+    // queued, they would wait out the 200 ms and get 503 (the admitted request holds its
+    // permits until the gate opens).
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/",
+        "/shop",
+        "/shop/shop.js",
+    ] {
         let started = Instant::now();
         assert_eq!(request(addr, "GET", path, &[]).await.status, 200, "{path}");
         assert!(started.elapsed() < Duration::from_secs(1), "{path}");
