@@ -479,6 +479,35 @@ mod tests {
         block.parse_x509().unwrap().subject().to_string()
     }
 
+    fn serial(path: &Path) -> Vec<u8> {
+        let pem = fs::read(path).unwrap();
+        let block = Pem::iter_from_buffer(&pem).next().unwrap().unwrap();
+        block.parse_x509().unwrap().raw_serial().to_vec()
+    }
+
+    #[test]
+    fn every_certificate_has_a_random_positive_serial_of_16_bytes() {
+        let (_dir, paths) = set(&Validity::default());
+        let (_other_dir, other) = set(&Validity::default());
+        let mut serials = Vec::new();
+        for cert in [paths.ca_cert(), paths.server_cert(), paths.client_cert()]
+            .into_iter()
+            .chain([other.ca_cert(), other.server_cert(), other.client_cert()])
+        {
+            let serial = serial(&cert);
+            assert_eq!(serial.len(), 16, "{cert:?}: {serial:02x?}");
+            assert_eq!(
+                serial[0] & 0xc0,
+                0x40,
+                "{cert:?}: positive, no leading zero"
+            );
+            serials.push(serial);
+        }
+        serials.sort();
+        serials.dedup();
+        assert_eq!(serials.len(), 6, "a serial repeated");
+    }
+
     #[test]
     fn leaves_live_90_days_and_the_ca_ten_years_each_ca_with_a_name_of_its_own() {
         let (_dir, paths) = set(&Validity::default());
@@ -506,8 +535,12 @@ mod tests {
             ..Validity::default()
         });
         let server_key = fs::read(paths.server_key()).unwrap();
+        let serials = [serial(&paths.server_cert()), serial(&paths.client_cert())];
         let done = renew(&paths, &[], &Validity::default(), DEFAULT_RENEW_BEFORE).unwrap();
         assert_eq!(done.len(), 2);
+        // Same key, new certificate: a new serial (RFC 5280 §4.1.2.2).
+        assert_ne!(serial(&paths.server_cert()), serials[0]);
+        assert_ne!(serial(&paths.client_cert()), serials[1]);
         assert!(done.iter().all(|r| r.renewed), "{done:?}");
         for (cert, key, usage) in [
             (

@@ -36,8 +36,9 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    KeyUsagePurpose, SerialNumber,
 };
+use ring::rand::{SecureRandom, SystemRandom};
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -539,7 +540,7 @@ fn check_key_present(paths: &KeyPaths) -> Result<(), KeyError> {
 /// Python's grpcio, OpenSSL) accepts.
 fn generate(paths: &KeyPaths, extra_names: &[String], validity: &Validity) -> Result<(), KeyError> {
     let ca_key = KeyPair::generate()?;
-    let ca_params = ca_params(&ca_key, validity.ca);
+    let ca_params = ca_params(&ca_key, validity.ca)?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let ca_key_pem = ca_key.serialize_pem();
     let issuer = Issuer::new(ca_params, ca_key);
@@ -598,8 +599,23 @@ fn leaf_params(
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![usage];
     params.use_authority_key_identifier_extension = true;
+    params.serial_number = Some(random_serial()?);
     lifetime::set_validity(&mut params, validity);
     Ok(params)
+}
+
+/// A new certificate's serial number, random for each certificate, renewals included: RFC
+/// 5280 §4.1.2.2 wants serials unique per CA (a renewal keeps its key, so a serial derived
+/// from the key, rcgen's default, would repeat), and the CA/Browser Forum asks for at
+/// least 64 random bits. 16 bytes from the system's generator, the top bit clear (positive)
+/// and the next one set (never zero, and always 16 bytes long): 126 random bits.
+fn random_serial() -> Result<SerialNumber, rcgen::Error> {
+    let mut bytes = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| rcgen::Error::RingUnspecified)?;
+    bytes[0] = (bytes[0] & 0x3f) | 0x40;
+    Ok(SerialNumber::from_slice(&bytes))
 }
 
 /// Issues the catalog's client certificate with `issuer` and writes `client.key` and
@@ -628,7 +644,10 @@ fn write_client_keys(
 /// A new local CA's parameters. Its name carries part of its key's public bytes, so that
 /// each generated CA has a name of its own: a certificate from another of our CAs is then
 /// reported as from an unknown issuer, not as a bad signature under a same-named one.
-fn ca_params(ca_key: &KeyPair, validity: std::time::Duration) -> CertificateParams {
+fn ca_params(
+    ca_key: &KeyPair,
+    validity: std::time::Duration,
+) -> Result<CertificateParams, rcgen::Error> {
     let mut params = CertificateParams::default();
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     let public = ca_key.public_key_raw();
@@ -644,8 +663,9 @@ fn ca_params(ca_key: &KeyPair, validity: std::time::Duration) -> CertificatePara
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
+    params.serial_number = Some(random_serial()?);
     lifetime::set_validity(&mut params, validity);
-    params
+    Ok(params)
 }
 
 /// Writes `contents` to a temporary file beside `path` with `mode`, then renames it over
@@ -836,7 +856,7 @@ mod tests {
 
         // An expired certificate, signed by a CA made for the purpose.
         let ca_key = KeyPair::generate().unwrap();
-        let ca_params = ca_params(&ca_key, Validity::default().ca);
+        let ca_params = ca_params(&ca_key, Validity::default().ca).unwrap();
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca_params, ca_key);
         let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
