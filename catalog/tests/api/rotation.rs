@@ -32,6 +32,15 @@ where
     }
 }
 
+/// Replaces `path` whole, as rotation tools do (a new file renamed over the old): a reader
+/// never sees it half-written, which a plain rewrite would allow, and which the catalog
+/// would rightly refuse and count.
+fn replace(path: &std::path::Path, contents: &[u8]) {
+    let new = path.with_extension("new");
+    fs::write(&new, contents).unwrap();
+    fs::rename(&new, path).unwrap();
+}
+
 fn concat(paths: &[&KeyPaths]) -> Vec<u8> {
     paths
         .iter()
@@ -115,7 +124,7 @@ async fn a_new_ca_through_a_bundle_keeps_every_discount_flowing() {
     load.wait_until("first answers", |s| s.len() >= 5).await;
 
     // 1. The catalog trusts both CAs.
-    fs::write(catalog_keys.ca_cert(), concat(&[&old, &new])).unwrap();
+    replace(&catalog_keys.ca_cert(), &concat(&[&old, &new]));
     wait_count("the bundle", || scrape(addr), catalog_reloads, 1.0).await;
     // 2. discount moves to a certificate from the new CA (CA first, then the pair).
     for file in ["ca.pem", "cert.pem", "private.key"] {
@@ -130,7 +139,7 @@ async fn a_new_ca_through_a_bundle_keeps_every_discount_flowing() {
     )
     .await;
     // 3. The catalog trusts the new CA alone, and connects afresh.
-    fs::write(catalog_keys.ca_cert(), concat(&[&new])).unwrap();
+    replace(&catalog_keys.ca_cert(), &concat(&[&new]));
     wait_count("the new CA alone", || scrape(addr), catalog_reloads, 2.0).await;
     let before = load.answered();
     load.wait_until("answers on new connections", |s| s.len() >= before + 10)
