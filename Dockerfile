@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Both services from one build. Targets: `discount` and `catalog`.
 #   docker build --target discount -t ecommerce/discount .
 #   docker build --target catalog  -t ecommerce/catalog .
