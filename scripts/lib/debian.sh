@@ -17,9 +17,9 @@ apt_install() {
 debian_mirror() {
     local mirror
     mirror=$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null |
-        grep -v security | head -n 1)
+        grep -v security | head -n 1) || true
     [ -n "$mirror" ] || mirror=$(sed -n 's/^deb \(\[[^]]*\] \)\?\([^ ]*\) .*/\2/p' \
-        /etc/apt/sources.list 2>/dev/null | grep -v security | head -n 1)
+        /etc/apt/sources.list 2>/dev/null | grep -v security | head -n 1) || true
     echo "${mirror:-http://deb.debian.org/debian}"
 }
 
