@@ -321,15 +321,15 @@ const CALLER_SPAN: &str = "00f067aa0ba902b7";
 /// `GET /products` as customer 1 with a `traceparent`; returns the status line, the
 /// `X-Discount-Status` value and the body.
 async fn get_products(addr: SocketAddr, trace_id: &str) -> (String, String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "GET /products HTTP/1.1\r\nHost: x\r\nX-USER-ID: 1\r\n\
-         traceparent: 00-{trace_id}-{CALLER_SPAN}-01\r\ntracestate: congo=t61rcWkgMzE\r\n\
-         Connection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
+    let response = get(
+        addr,
+        &format!(
+            "GET /products HTTP/1.1\r\nHost: x\r\nX-USER-ID: 1\r\n\
+             traceparent: 00-{trace_id}-{CALLER_SPAN}-01\r\ntracestate: congo=t61rcWkgMzE\r\n\
+             Connection: close\r\n\r\n"
+        ),
+    )
+    .await;
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     let status = head.lines().next().unwrap().to_owned();
     let discount_status = head
@@ -338,6 +338,36 @@ async fn get_products(addr: SocketAddr, trace_id: &str) -> (String, String, Stri
         .unwrap_or_default()
         .to_owned();
     (status, discount_status, body.to_owned())
+}
+
+/// Sends `request` and reads the whole response (the request asks to close).
+async fn get(addr: SocketAddr, request: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+/// Waits (bounded) until the catalog's health checks have found its one discount replica
+/// serving. Until then a check may still be on its way, and find discount stopping.
+async fn wait_until_checked_serving(addr: SocketAddr) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let metrics = get(
+            addr,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if metrics
+            .lines()
+            .any(|line| line == r#"catalog_discount_replicas{health="serving"} 1"#)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never checked: {metrics}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 const DISCOUNTED: [&str; 3] = [
@@ -532,6 +562,9 @@ async fn with_discount_down_the_client_spans_carry_the_error_and_the_body_is_who
     let addr = catalog_addr(&catalog);
     let (_, warm, _) = get_products(addr, &new_trace_id(2)).await;
     assert_eq!(warm, "complete");
+    // The first check runs at start; one still on its way could find discount stopping,
+    // and then no call would be made at all.
+    wait_until_checked_serving(addr).await;
     discount.stop().await;
 
     let trace_id = new_trace_id(3);
