@@ -5,12 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use ecommerce::keys::{PemIdentity, default_keys_dir};
+use ecommerce::cli::CommonArgs;
+use ecommerce::keys::PemIdentity;
 use ecommerce::shutdown::DelayArgs;
-use ecommerce::telemetry::LogFormat;
 
-use crate::discounts::DiscountSettings;
-use crate::discounts::breaker::BreakerSettings;
+use crate::discounts::{BreakerSettings, DiscountSettings};
 use crate::overload::admission::AdmissionSettings;
 
 /// The catalog HTTP service: `GET /products`, priced by the discount gRPC service.
@@ -29,9 +28,9 @@ pub struct Cli {
     #[command(flatten)]
     pub serve: ServeArgs,
 
-    /// Log lines as text for people or as JSON for log collectors.
-    #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t)]
-    pub log_format: LogFormat,
+    /// The keys directory and the log format.
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 /// What else the binary can do.
@@ -139,7 +138,7 @@ pub struct ServeArgs {
     /// The most discount calls that priced requests may have in flight together: the
     /// ceiling of the adaptive admission limit. A request takes one per product (at most 64).
     /// The default, 32 requests of three products, was measured near the throughput peak of
-    /// a 2-core machine; raise it with the CPUs.
+    /// a 2-core machine (BENCHMARKS.md); raise it with the CPUs.
     #[arg(
         long = "max-inflight-calls",
         env = "CATALOG_MAX_INFLIGHT_CALLS",
@@ -169,12 +168,6 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(0..)
     )]
     pub admission_queue: u32,
-
-    /// The keys directory, shared with discount [default: the repository's keys/]. Its
-    /// `ca.pem` (or, lacking one, `cert.pem`) is trusted; if it has neither, a new set of
-    /// keys is generated there.
-    #[arg(long, env = "KEYS_DIR", value_name = "DIR", default_value_os_t = default_keys_dir(), hide_default_value = true)]
-    pub keys_dir: PathBuf,
 
     /// Present the keys directory's client certificate (`client.pem`, `client.key`) to
     /// discount, for a discount that requires mutual TLS. If they are missing they are
@@ -209,7 +202,8 @@ pub struct ServeArgs {
     #[arg(
         long = "tls-reload-interval-secs",
         env = "CATALOG_TLS_RELOAD_INTERVAL_SECS",
-        default_value_t = 5
+        default_value_t = 5,
+        value_parser = ecommerce::cli::reload_interval_secs()
     )]
     pub tls_reload_interval_secs: u64,
 }

@@ -31,6 +31,11 @@ pub struct Product {
     pub price_in_cents: i32,
 }
 
+/// A customer's id, as clients send it in `X-USER-ID`: any 32-bit integer, known to the
+/// catalog or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CustomerId(pub i32);
+
 /// A customer the discount service may know.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -142,9 +147,9 @@ impl Catalog {
     }
 
     /// The customer with this id, if the catalog knows one.
-    pub fn customer(&self, id: i32) -> Option<&Customer> {
+    pub fn customer(&self, id: CustomerId) -> Option<&Customer> {
         // Linear: the demo has two customers. A real catalog would ask a customer service.
-        self.customers.iter().find(|customer| customer.id == id)
+        self.customers.iter().find(|customer| customer.id == id.0)
     }
 }
 
@@ -162,9 +167,12 @@ mod tests {
             slugs,
             ["iphone-x", "notebook-avell-g1511", "playstation-4-slim"]
         );
-        assert_eq!(catalog.customer(1).unwrap().first_name, "John");
-        assert_eq!(catalog.customer(2).unwrap().last_name, "Targaryen");
-        assert!(catalog.customer(3).is_none());
+        assert_eq!(catalog.customer(CustomerId(1)).unwrap().first_name, "John");
+        assert_eq!(
+            catalog.customer(CustomerId(2)).unwrap().last_name,
+            "Targaryen"
+        );
+        assert!(catalog.customer(CustomerId(3)).is_none());
     }
 
     fn problem(json: &str) -> String {

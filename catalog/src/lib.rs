@@ -8,7 +8,10 @@
 //! - [`overload`]: admission control (an adaptive limit, a bounded queue, 503 when the wait
 //!   is too long) and the runtime-lag probe that tells the catalog's overload from
 //!   discount's faults.
-//! - [`routes`]: the HTTP API, and the rule that every product is always served.
+//! - [`pricing`]: a customer's prices, free of HTTP: admission, one discount call per
+//!   product, and the rule that every product is always served.
+//! - [`routes`]: the HTTP API, one module per kind of route; [`app`], what they share.
+//! - [`trace`]: the catalog's OpenTelemetry spans, made in one place.
 //! - [`shop`]: the storefront, a page for people at `/shop`, embedded in the binary.
 //! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 //! - [`request_id`]: the id that follows a request through both services' logs.
@@ -21,16 +24,19 @@
 //! [`run`]; the tests call the same [`run`] on a port the OS picks.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod config;
 pub mod data;
 pub mod discounts;
 pub mod healthcheck;
 pub mod metrics;
 pub mod overload;
+pub mod pricing;
 pub mod request_id;
 pub mod routes;
 pub mod server;
 pub mod shop;
 pub mod tls_reload;
+pub mod trace;
 
 pub use server::{Config, ServeError, run};

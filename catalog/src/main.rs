@@ -1,11 +1,9 @@
 //! `catalog [PORT]`: see `catalog --help`.
 
-use std::net::SocketAddr;
-
 use anyhow::Context;
 use catalog::config::{Cli, Command, ServeArgs};
 use catalog::data::Catalog;
-use catalog::discounts::DiscountClient;
+use catalog::discounts::Discounts;
 use clap::Parser;
 use ecommerce::keys::{self, CertificateUse, KeyPaths};
 use ecommerce::{listener, shutdown, telemetry};
@@ -17,13 +15,13 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         // Tracing starts inside the runtime: the OTLP exporter's channel lives there.
         None => runtime.block_on(async {
-            let telemetry = telemetry::init(cli.log_format, "catalog", &cli.serve.tracing)?;
-            let served = serve(&cli.serve).await;
+            let telemetry = telemetry::init(cli.common.log_format, "catalog", &cli.serve.tracing)?;
+            let served = serve(&cli.serve, &KeyPaths::new(&cli.common.keys_dir)).await;
             telemetry.shutdown().await;
             served
         }),
         Some(Command::Healthcheck { port }) => {
-            telemetry::init_logs(cli.log_format, "catalog");
+            telemetry::init_logs(cli.common.log_format, "catalog");
             runtime.block_on(catalog::healthcheck::check(port))?;
             println!("ready");
             Ok(())
@@ -31,7 +29,7 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: &ServeArgs, paths: &KeyPaths) -> anyhow::Result<()> {
     // Before anything else can take time: a SIGTERM from now on stops the service cleanly.
     let stop = shutdown::signal();
 
@@ -40,12 +38,11 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         Some(path) => Catalog::from_file(path)?,
         None => Catalog::embedded(),
     };
-    let paths = KeyPaths::new(&args.keys_dir);
-    let trust_roots_pem = keys::read_or_generate_trust_roots(&paths)
+    let trust_roots_pem = keys::read_or_generate_trust_roots(paths)
         .with_context(|| format!("cannot prepare TLS keys in {}", paths.dir().display()))?;
     let client_identity = if args.client_cert {
-        keys::ensure_client_keys(&paths)?;
-        let identity = keys::read_client_identity(&paths)?;
+        keys::ensure_client_keys(paths)?;
+        let identity = keys::read_client_identity(paths)?;
         let path = paths.client_cert();
         keys::verify_identity(&identity, &trust_roots_pem, CertificateUse::Client, &path)?;
         Some(identity)
@@ -56,14 +53,9 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     // exported, for an alert. Renewing them is their issuer's job (discount renews the
     // demo's own at its start).
     let metrics = catalog::metrics::Metrics::new();
-    let trusted = if paths.ca_cert().exists() {
-        paths.ca_cert()
-    } else {
-        paths.server_cert()
-    };
     metrics.certificates.set(
         "ca",
-        keys::log_expiry("ca", &trusted, keys::DEFAULT_RENEW_BEFORE)?,
+        keys::log_expiry("ca", &paths.trust_roots(), keys::DEFAULT_RENEW_BEFORE)?,
     );
     if args.client_cert {
         metrics.certificates.set(
@@ -72,13 +64,10 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         );
     }
     let settings = args.discount_settings(trust_roots_pem, client_identity);
-    let discounts = DiscountClient::start(&settings).await?;
+    let discounts = Discounts::start(&settings).await?;
 
-    let listener = match args.bind {
-        Some(ip) => listener::bind(SocketAddr::new(ip, args.port)),
-        None => listener::bind_all_interfaces(args.port),
-    }
-    .with_context(|| format!("cannot listen on port {}", args.port))?;
+    let listener = listener::bind_port(args.bind, args.port)
+        .with_context(|| format!("cannot listen on port {}", args.port))?;
     tracing::info!(
         discount = %settings.address,
         replicas = ?discounts.replica_addresses(),

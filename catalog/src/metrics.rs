@@ -27,7 +27,7 @@
 //! | `catalog_tls_reloads_total{outcome}` | changed TLS files `ok` (in use for new connections) or `rejected` (the previous set kept) |
 //! | `catalog_scheduler_lag_seconds` | how late the catalog's runtime runs (max over the last second) |
 //!
-//! `route` is one of the catalog's paths ([`PATHS`], the storefront's files) or `other`, so
+//! `route` is one of the catalog's paths or `other` ([`crate::routes::route_label`]), so
 //! that arbitrary paths cannot create new time series.
 
 use std::sync::atomic::AtomicU64;
@@ -41,15 +41,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use ecommerce::keys::{ExpiryGauges, ReloadCounters};
+use ecommerce::metrics::{ExpiryGauges, ReloadCounters};
 use ecommerce::telemetry::export::SpanCounters;
+use ecommerce::tls_reload::ReloadMetrics;
 
-use crate::discounts::breaker::BreakerState;
-use crate::discounts::health::Health;
-use crate::discounts::{CallError, ClientStats};
+use crate::discounts::{BreakerState, CallError, ClientStats, DiscountStatus, Health};
 use crate::overload::admission::{Admission, Shed};
-use crate::routes::{DiscountStatus, PATHS};
-use crate::shop;
 
 /// The bounds of `catalog_http_request_duration_seconds`, in seconds.
 const DURATION_BUCKETS: [f64; 16] = [
@@ -214,12 +211,7 @@ impl Metrics {
         );
         // Every value from the start, at zero: an alert's rate() needs the series to exist
         // before its first increment.
-        for status in [
-            DiscountStatus::Complete,
-            DiscountStatus::Partial,
-            DiscountStatus::Unavailable,
-            DiscountStatus::Skipped,
-        ] {
+        for status in DiscountStatus::ALL {
             products_responses
                 .get_or_create(&DiscountStatusLabels {
                     discount_status: status.name(),
@@ -352,14 +344,12 @@ impl Metrics {
         }
     }
 
-    /// The label for `path`.
-    pub fn route(path: &str) -> &'static str {
-        PATHS
-            .iter()
-            .find(|route| **route == path)
-            .copied()
-            .or_else(|| shop::asset(path).map(|asset| asset.path))
-            .unwrap_or("other")
+    /// What TLS reloading reports to.
+    pub fn tls_reload(&self) -> ReloadMetrics {
+        ReloadMetrics {
+            certificates: self.certificates.clone(),
+            reloads: self.tls_reloads.clone(),
+        }
     }
 
     /// Counts one request in flight until the guard is dropped.
@@ -474,7 +464,7 @@ impl Metrics {
         self.admission.queued.set(admission.queued() as i64);
         self.lag.set(stats.lag.as_secs_f64());
         self.spans.catch_up();
-        ecommerce::metrics_format::encode(&self.registry, accept)
+        ecommerce::metrics::encode(&self.registry, accept)
     }
 }
 

@@ -24,11 +24,14 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use ecommerce::listener;
+
+use crate::app::App;
 use crate::data::Catalog;
-use crate::discounts::{DiscountClient, MAX_CALLS_IN_FLIGHT};
+use crate::discounts::{Discounts, MAX_CALLS_IN_FLIGHT};
 use crate::metrics::Metrics;
 use crate::overload::admission::{Admission, AdmissionSettings};
-use crate::routes::{self, App};
+use crate::routes;
 use crate::tls_reload::{self, TlsFiles};
 
 /// What [`run`] needs besides the listener and the shutdown signal.
@@ -37,7 +40,7 @@ pub struct Config {
     /// The products and customers to serve.
     pub catalog: Catalog,
     /// The discount service, already configured.
-    pub discounts: DiscountClient,
+    pub discounts: Discounts,
     /// How long a client may take to send a request's headers, and, on a new connection,
     /// its first byte. hyper applies the first only when it has a timer, which [`run`] gives
     /// it, and starts it at the first byte; [`run`] times the wait for that byte itself.
@@ -64,7 +67,7 @@ pub struct Config {
 
 impl Config {
     /// Defaults for the timeouts.
-    pub fn new(catalog: Catalog, discounts: DiscountClient) -> Self {
+    pub fn new(catalog: Catalog, discounts: Discounts) -> Self {
         Self {
             catalog,
             discounts,
@@ -107,7 +110,7 @@ pub async fn run(
             files,
             config.discounts.clone(),
             every,
-            config.metrics.clone(),
+            config.metrics.tls_reload(),
         )
     });
     let app = Arc::new(App {
@@ -117,23 +120,49 @@ pub async fn run(
         admission,
         draining: AtomicBool::new(false),
     });
-    let shutdown = {
-        let app = app.clone();
-        async move {
-            shutdown.await;
-            app.draining.store(true, Ordering::Relaxed);
-            if !config.shutdown_delay.is_zero() {
-                tracing::info!(delay = ?config.shutdown_delay, "not ready; still serving for the shutdown delay");
-                tokio::time::sleep(config.shutdown_delay).await;
-            }
-        }
+    let shutdown = unready_then(shutdown, app.clone(), config.shutdown_delay);
+    tracing::info!(
+        address = %local_addr,
+        products = app.catalog.products().len(),
+        "catalog HTTP server listening"
+    );
+    let graceful = GracefulShutdown::new();
+    let connections = Connections {
+        http: Arc::new(http_builder(config.header_read_timeout)),
+        slots: Arc::new(Semaphore::new(config.max_connections)),
+        first_byte_timeout: config.header_read_timeout,
     };
+    connections
+        .accept_until(&listener, &app, &graceful, shutdown)
+        .await;
+    drop(listener);
+    drain(graceful, config.drain_timeout).await;
+    if let Some(reload) = reload {
+        reload.abort();
+    }
+    tracing::info!("catalog server stopped");
+    Ok(())
+}
 
+/// `shutdown`, then `/readyz` at 503 and, for `delay`, still serving: time for a load
+/// balancer to stop sending new requests.
+async fn unready_then(shutdown: impl Future<Output = ()>, app: Arc<App>, delay: Duration) {
+    shutdown.await;
+    app.draining.store(true, Ordering::Relaxed);
+    if !delay.is_zero() {
+        tracing::info!(?delay, "not ready; still serving for the shutdown delay");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// hyper's HTTP/1.1 and HTTP/2 settings: header timeouts (with the timer hyper needs to
+/// apply them), header size limits, and the HTTP/2 stream limit.
+fn http_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
+        .header_read_timeout(header_read_timeout)
         .max_buf_size(MAX_HEADER_BYTES)
         .keep_alive(true);
     builder
@@ -141,76 +170,74 @@ pub async fn run(
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEADER_BYTES as u32)
         .max_concurrent_streams(256);
+    builder
+}
 
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(config.max_connections));
-    let header_read_timeout = config.header_read_timeout;
-    tracing::info!(
-        address = %local_addr,
-        products = app.catalog.products().len(),
-        "catalog HTTP server listening"
-    );
-    tokio::pin!(shutdown);
-    loop {
-        // A free connection slot first, then a connection: at the limit, accepting pauses.
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => permit,
-            () = &mut shutdown => break,
-        };
-        let Ok(permit) = permit else { break }; // the semaphore is never closed
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Typically EMFILE: out of file descriptors. Accepting again at once would
-                // spin; a short pause lets connections close.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        // Responses are one write each; Nagle would only delay them.
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let _permit = permit;
-            // hyper's header timeout starts with the first byte: a client that connects
-            // and sends nothing would hold its connection forever. `peek` waits for real
-            // data (or the end); `readable` may report readiness without any.
-            let mut first_byte = [0u8; 1];
-            let peeked = tokio::time::timeout(header_read_timeout, stream.peek(&mut first_byte));
-            if !matches!(peeked.await, Ok(Ok(1..))) {
-                tracing::debug!(%peer, "closing a connection that sent nothing");
-                return;
-            }
-            let service = service_fn(move |request| routes::handle(app.clone(), request));
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(connection).await {
-                // Clients that go away, header timeouts, malformed requests: routine.
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
-        });
+/// How connections are taken and served.
+struct Connections {
+    http: Arc<auto::Builder<TokioExecutor>>,
+    /// One permit per connection served.
+    slots: Arc<Semaphore>,
+    /// How long a new connection may take to send its first byte.
+    first_byte_timeout: Duration,
+}
+
+impl Connections {
+    /// Accepts and serves connections until `shutdown` completes.
+    async fn accept_until(
+        &self,
+        listener: &TcpListener,
+        app: &Arc<App>,
+        graceful: &GracefulShutdown,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            // A free connection slot first, then a connection: at the limit, accepting pauses.
+            let permit = tokio::select! {
+                permit = self.slots.clone().acquire_owned() => permit,
+                () = &mut shutdown => return,
+            };
+            let Ok(permit) = permit else { return }; // the semaphore is never closed
+            let (stream, peer) = tokio::select! {
+                accepted = listener::accept(listener) => accepted,
+                () = &mut shutdown => return,
+            };
+            let app = app.clone();
+            let http = self.http.clone();
+            let watcher = graceful.watcher();
+            let first_byte_timeout = self.first_byte_timeout;
+            tokio::spawn(async move {
+                let _permit = permit;
+                // hyper's header timeout starts with the first byte: a client that connects
+                // and sends nothing would hold its connection forever. `peek` waits for real
+                // data (or the end); `readable` may report readiness without any.
+                let mut first_byte = [0u8; 1];
+                let peeked = tokio::time::timeout(first_byte_timeout, stream.peek(&mut first_byte));
+                if !matches!(peeked.await, Ok(Ok(1..))) {
+                    tracing::debug!(%peer, "closing a connection that sent nothing");
+                    return;
+                }
+                let service = service_fn(move |request| routes::handle(app.clone(), request));
+                let connection = http.serve_connection(TokioIo::new(stream), service);
+                if let Err(error) = watcher.watch(connection).await {
+                    // Clients that go away, header timeouts, malformed requests: routine.
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+            });
+        }
     }
+}
 
-    drop(listener);
+/// Lets the requests in flight finish, for at most `timeout`.
+async fn drain(graceful: GracefulShutdown, timeout: Duration) {
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(config.drain_timeout) => {
+        () = tokio::time::sleep(timeout) => {
             tracing::warn!(
-                timeout = ?config.drain_timeout,
+                ?timeout,
                 "requests still running after the drain timeout; stopping anyway"
             );
         }
     }
-    if let Some(reload) = reload {
-        reload.abort();
-    }
-    tracing::info!("catalog server stopped");
-    Ok(())
 }

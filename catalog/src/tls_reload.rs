@@ -1,12 +1,11 @@
 //! New TLS files without a restart: the CA the catalog trusts and, with mutual TLS, its
 //! client certificate.
 //!
-//! Every few seconds the files are read (a poll: see [`ecommerce::keys::reload`]). When
-//! they changed, the new set is checked as at start: certificates that parse, and a client
-//! certificate that chains to the trusted CAs, is valid now, and matches its key. A good set is used for every new connection: each
-//! discount replica gets a new channel, and calls in flight finish on the old one, so no
-//! request fails for the change. A bad or half-written set is refused with a warning and
-//! counted; the previous one keeps serving, and the next change is tried again.
+//! The files are polled by [`ecommerce::tls_reload`]. When they changed, the new set is
+//! checked as at start: certificates that parse, and a client certificate that chains to
+//! the trusted CAs, is valid now, and matches its key. A good set is used for every new
+//! connection: each discount replica gets a new channel, and calls in flight finish on the
+//! old one, so no request fails for the change.
 //!
 //! Rotating the CA takes three steps, so that discounts keep flowing: trust a bundle of
 //! both CAs; move discount to a certificate from the new CA; trust the new CA alone.
@@ -15,11 +14,11 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use ecommerce::keys::{self, CertificateUse, KeyError, KeyPaths, PemIdentity};
+use ecommerce::tls_reload::{ReloadMetrics, TlsSource};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::discounts::DiscountClient;
-use crate::metrics::Metrics;
+use crate::discounts::Discounts;
 
 /// The files the catalog's TLS is made of.
 #[derive(Debug, Clone)]
@@ -31,7 +30,7 @@ pub struct TlsFiles {
 }
 
 /// A checked set, ready for new connections.
-struct Loaded {
+pub struct Loaded {
     trust_roots_pem: Vec<u8>,
     identity: Option<PemIdentity>,
     ca_expiry: SystemTime,
@@ -39,18 +38,9 @@ struct Loaded {
 }
 
 impl TlsFiles {
-    /// What the catalog trusts: `ca.pem`, or `cert.pem` in a directory without one.
-    fn trusted(&self) -> PathBuf {
-        if self.paths.ca_cert().exists() {
-            self.paths.ca_cert()
-        } else {
-            self.paths.server_cert()
-        }
-    }
-
     /// The files a change of the set touches.
     fn watched(&self) -> Vec<PathBuf> {
-        let mut files = vec![self.trusted()];
+        let mut files = vec![self.paths.trust_roots()];
         if self.client_cert {
             files.extend([self.paths.client_cert(), self.paths.client_key()]);
         }
@@ -59,7 +49,7 @@ impl TlsFiles {
 
     fn load(&self) -> Result<Loaded, KeyError> {
         let trust_roots_pem = keys::read_trust_roots(&self.paths)?;
-        let ca_expiry = keys::earliest_expiry(&self.trusted())?;
+        let ca_expiry = keys::earliest_expiry(&self.paths.trust_roots())?;
         let (identity, client_expiry) = if self.client_cert {
             let path = self.paths.client_cert();
             let identity = keys::read_client_identity(&self.paths)?;
@@ -95,65 +85,56 @@ fn key_matches(identity: &PemIdentity) -> Result<(), String> {
         .map_err(|e| format!("the key does not go with it: {e}"))
 }
 
+/// The catalog's TLS files, and the client that uses them.
+struct CatalogTls {
+    files: TlsFiles,
+    discounts: Discounts,
+}
+
+impl TlsSource for CatalogTls {
+    type Loaded = Loaded;
+
+    fn watched(&self) -> Vec<PathBuf> {
+        self.files.watched()
+    }
+
+    fn load(&self) -> Result<Loaded, String> {
+        self.files.load().map_err(|error| error.to_string())
+    }
+
+    fn expiries(loaded: &Loaded) -> Vec<(&'static str, SystemTime)> {
+        let mut expiries = vec![("ca", loaded.ca_expiry)];
+        expiries.extend(loaded.client_expiry.map(|expiry| ("client", expiry)));
+        expiries
+    }
+
+    fn apply(&self, loaded: Loaded) -> Result<(), String> {
+        self.discounts
+            .replace_tls(&loaded.trust_roots_pem, loaded.identity.as_ref())
+            .map_err(|error| format!("tonic refused it: {error}"))
+    }
+
+    fn log_used(&self) {
+        tracing::info!(
+            trusted = %self.files.paths.trust_roots().display(),
+            client_certificate = self.files.client_cert,
+            "new TLS files: used for every new connection to discount"
+        );
+    }
+}
+
 /// Checks the files every `every` and, when they changed and are good, has `discounts`
 /// use them for new connections. Ends when aborted (at shutdown).
 pub fn spawn(
     files: TlsFiles,
-    discounts: DiscountClient,
+    discounts: Discounts,
     every: Duration,
-    metrics: Metrics,
+    metrics: ReloadMetrics,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut watch = keys::FileWatch::new(&files.watched());
-        // Certificates that expire while the catalog runs are noticed here too.
-        let mut ca_watch = keys::ExpiryWatch::new("ca", keys::DEFAULT_RENEW_BEFORE);
-        let mut client_watch = keys::ExpiryWatch::new("client", keys::DEFAULT_RENEW_BEFORE);
-        let mut expiries = files.load().ok().map(|l| (l.ca_expiry, l.client_expiry));
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        loop {
-            ticker.tick().await;
-            if let Some((ca, client)) = expiries {
-                ca_watch.check(ca);
-                if let Some(client) = client {
-                    client_watch.check(client);
-                }
-            }
-            if !watch.changed(&files.watched()) {
-                continue;
-            }
-            let loaded = files
-                .load()
-                .map_err(|error| format!("{error}"))
-                .and_then(|loaded| {
-                    discounts
-                        .replace_tls(&loaded.trust_roots_pem, loaded.identity.as_ref())
-                        .map(|()| loaded)
-                        .map_err(|error| format!("tonic refused it: {error}"))
-                });
-            match loaded {
-                Ok(loaded) => {
-                    expiries = Some((loaded.ca_expiry, loaded.client_expiry));
-                    metrics.certificates.set("ca", loaded.ca_expiry);
-                    if let Some(expiry) = loaded.client_expiry {
-                        metrics.certificates.set("client", expiry);
-                    }
-                    metrics.tls_reloads.record(true);
-                    tracing::info!(
-                        trusted = %files.trusted().display(),
-                        client_certificate = files.client_cert,
-                        "new TLS files: used for every new connection to discount"
-                    );
-                }
-                Err(error) => {
-                    metrics.tls_reloads.record(false);
-                    tracing::warn!(
-                        %error,
-                        "the changed TLS files were refused; still using the previous ones"
-                    );
-                }
-            }
-        }
-    })
+    ecommerce::tls_reload::spawn(
+        CatalogTls { files, discounts },
+        every,
+        keys::DEFAULT_RENEW_BEFORE,
+        metrics,
+    )
 }

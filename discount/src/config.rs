@@ -1,12 +1,10 @@
 //! The command line, with environment fallbacks.
 
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-
 use clap::{Args, Parser, Subcommand};
-use ecommerce::keys::{LifetimeArgs, default_keys_dir};
+use ecommerce::cli::CommonArgs;
+use ecommerce::keys::LifetimeArgs;
 use ecommerce::shutdown::DelayArgs;
-use ecommerce::telemetry::LogFormat;
+use std::net::{IpAddr, SocketAddr};
 
 /// The discount gRPC service: gives customer 1 ten percent off, over TLS only.
 ///
@@ -23,9 +21,9 @@ pub struct Cli {
     #[command(flatten)]
     pub serve: ServeArgs,
 
-    /// The keys directory, shared with the catalog [default: the repository's keys/].
-    #[arg(long, global = true, env = "KEYS_DIR", value_name = "DIR", default_value_os_t = default_keys_dir(), hide_default_value = true)]
-    pub keys_dir: PathBuf,
+    /// The keys directory and the log format.
+    #[command(flatten)]
+    pub common: CommonArgs,
 
     /// Extra host names or IP addresses for the server certificate, besides localhost,
     /// 127.0.0.1 and ::1 (for instance a container's or a Kubernetes Service's name). A
@@ -39,10 +37,6 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub tls_names: Vec<String>,
-
-    /// Log lines as text for people or as JSON for log collectors.
-    #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t)]
-    pub log_format: LogFormat,
 
     /// Certificate lifetimes and renewal.
     #[command(flatten)]
@@ -98,7 +92,8 @@ pub struct ServeArgs {
     #[arg(
         long = "tls-reload-interval-secs",
         env = "DISCOUNT_TLS_RELOAD_INTERVAL_SECS",
-        default_value_t = 5
+        default_value_t = 5,
+        value_parser = ecommerce::cli::reload_interval_secs()
     )]
     pub tls_reload_interval_secs: u64,
 }

@@ -12,14 +12,14 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     ecommerce::install_crypto_provider();
     let runtime = ecommerce::runtime::build().context("cannot start the tokio runtime")?;
-    let paths = KeyPaths::new(&cli.keys_dir);
+    let paths = KeyPaths::new(&cli.common.keys_dir);
     if cli.command.is_some() {
-        telemetry::init_logs(cli.log_format, "discount");
+        telemetry::init_logs(cli.common.log_format, "discount");
     }
     match &cli.command {
         // Tracing starts inside the runtime: the OTLP exporter's channel lives there.
         None => runtime.block_on(async {
-            let telemetry = telemetry::init(cli.log_format, "discount", &cli.serve.tracing)?;
+            let telemetry = telemetry::init(cli.common.log_format, "discount", &cli.serve.tracing)?;
             let served = serve(&cli, &paths).await;
             telemetry.shutdown().await;
             served
@@ -116,11 +116,8 @@ async fn serve(cli: &Cli, paths: &KeyPaths) -> anyhow::Result<()> {
         keys::verify_identity(&identity, &ca, CertificateUse::Server, &paths.server_cert())?;
     }
 
-    let listener = match args.bind {
-        Some(ip) => listener::bind(SocketAddr::new(ip, args.port)),
-        None => listener::bind_all_interfaces(args.port),
-    }
-    .with_context(|| format!("cannot listen on port {}", args.port))?;
+    let listener = listener::bind_port(args.bind, args.port)
+        .with_context(|| format!("cannot listen on port {}", args.port))?;
     let mut config = discount::Config::new(identity);
     let renew_before = cli.lifetime.renew_before();
     config.metrics.certificates.set(

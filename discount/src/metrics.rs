@@ -22,7 +22,6 @@
 //! the status was sent counts as `CANCELLED`. `grpc_method` is one of the methods this
 //! server has, or `other`: an arbitrary path must not create a new time series.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,19 +29,16 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use ecommerce::keys::{ExpiryGauges, ReloadCounters};
+use ecommerce::metrics::{ExpiryGauges, ReloadCounters};
 use ecommerce::telemetry::export::SpanCounters;
 use ecommerce::telemetry::propagation;
-use http_body_util::Full;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use ecommerce::tls_reload::ReloadMetrics;
+use hyper::body::{Body, Frame, SizeHint};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 use tonic::Code;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -116,11 +112,19 @@ impl Metrics {
         }
     }
 
+    /// What TLS reloading reports to.
+    pub fn tls_reload(&self) -> ReloadMetrics {
+        ReloadMetrics {
+            certificates: self.certificates.clone(),
+            reloads: self.tls_reloads.clone(),
+        }
+    }
+
     /// The metrics, and their content type, in the format `accept` prefers (see
-    /// [`ecommerce::metrics_format`]).
+    /// [`ecommerce::metrics::format`]).
     pub fn encode(&self, accept: Option<&str>) -> (&'static str, String) {
         self.spans.catch_up();
-        ecommerce::metrics_format::encode(&self.registry, accept)
+        ecommerce::metrics::encode(&self.registry, accept)
     }
 
     fn record(&self, method: &'static str, code: Code, started: Instant) {
@@ -377,64 +381,6 @@ impl<B> Drop for MetricsBody<B> {
             call.finish(Code::Cancelled);
         }
     }
-}
-
-/// Serves `GET /metrics` in plaintext HTTP/1.1 on `listener` until `shutdown` completes.
-///
-/// Anything else is 404. Connections are not drained on shutdown: a scrape is cheap to
-/// repeat.
-pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: impl Future<Output = ()>) {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    // Without a timer hyper silently ignores the header timeout (a slowloris guard).
-    http.timer(TokioTimer::new())
-        .header_read_timeout(std::time::Duration::from_secs(5));
-    tokio::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => return,
-        };
-        let Ok((stream, _)) = accepted else {
-            // Out of file descriptors, say: a short pause instead of spinning.
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            continue;
-        };
-        let metrics = metrics.clone();
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let metrics = metrics.clone();
-            async move { Ok::<_, Infallible>(metrics_response(&request, &metrics)) }
-        });
-        let connection = http.serve_connection(TokioIo::new(stream), service);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "metrics connection ended with an error");
-            }
-        });
-    }
-}
-
-fn metrics_response(request: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
-    let (status, content_type, body) = if request.uri().path() == "/metrics" {
-        let accept = request
-            .headers()
-            .get(http::header::ACCEPT)
-            .and_then(|value| value.to_str().ok());
-        let (content_type, text) = metrics.encode(accept);
-        (StatusCode::OK, content_type, text)
-    } else {
-        (
-            StatusCode::NOT_FOUND,
-            "text/plain; charset=utf-8",
-            "Not found: metrics are at /metrics.\n".to_owned(),
-        )
-    };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(content_type),
-    );
-    response
 }
 
 #[cfg(test)]

@@ -30,12 +30,14 @@ use ecommerce::pb::discount_server::DiscountServer;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::{Router, TcpIncoming};
 use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
+use tower::layer::util::{Identity, Stack};
 
 use crate::limits::{DEFAULT_MAX_REQUEST_BYTES, OversizeStatusLayer};
-use crate::metrics::{self, Metrics, MetricsLayer};
+use crate::metrics::{Metrics, MetricsLayer};
 use crate::service::DiscountService;
 use crate::tls::{self, TlsError, TlsFiles, TlsState};
 
@@ -123,87 +125,23 @@ pub async fn run(
         tls::server_config(&config.identity, config.client_ca_pem.as_deref())
             .map_err(ServeError::Tls)?,
     ));
-
     let (health, health_service) = tonic_health::server::health_reporter();
     set_status(&health, ServingStatus::Serving).await;
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    // v1 for current tools; v1alpha for older ones (grpcurl before 1.8.8, for instance).
-    let reflection_v1 = reflection().build_v1().map_err(ServeError::Reflection)?;
-    let reflection_v1alpha = reflection()
-        .build_v1alpha()
-        .map_err(ServeError::Reflection)?;
-
-    let router = Server::builder()
-        // A discount call is a few small frames: waiting to fill a packet only adds latency.
-        .tcp_nodelay(true)
-        // Finds dead peers (a catalog host that vanished) instead of keeping their streams.
-        .http2_keepalive_interval(Some(Duration::from_secs(20)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .layer(MetricsLayer::new(config.metrics.clone()))
-        .layer(OversizeStatusLayer)
-        .add_service(
-            DiscountServer::new(DiscountService)
-                .max_decoding_message_size(config.max_request_bytes),
-        )
-        .add_service(health_service.clone())
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
-
-    // The side listeners run until the TLS server has drained.
-    let (side_stop, side_stopped) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let mut side_tasks = Vec::new();
-    if let Some(listener) = config.health_listener {
-        let addr = listener.local_addr().map_err(ServeError::Listener)?;
-        tracing::info!(address = %addr, "plaintext health listening");
-        let incoming = TcpIncoming::from(listener);
-        let server = Server::builder()
-            .add_service(health_service)
-            .serve_with_incoming_shutdown(incoming, stopped(side_stopped.clone()));
-        side_tasks.push(tokio::spawn(async move {
-            if let Err(error) = server.await {
-                tracing::error!(%error, "the plaintext health server failed");
-            }
-        }));
-    }
-    if let Some(listener) = config.metrics_listener {
-        let addr = listener.local_addr().map_err(ServeError::Listener)?;
-        tracing::info!(address = %addr, "metrics listening");
-        let metrics = config.metrics.clone();
-        side_tasks.push(tokio::spawn(metrics::serve(
-            listener,
-            metrics,
-            stopped(side_stopped),
-        )));
-    }
+    let router = grpc_router(&config, health_service.clone())?;
+    let side_listeners = SideListeners::start(
+        config.health_listener,
+        health_service,
+        config.metrics_listener,
+        &config.metrics,
+    )?;
 
     // tonic needs the shutdown future itself; we also need to know when it fired, to turn
     // health to NOT_SERVING and start the clock on the drain.
     let stopping = Arc::new(Notify::new());
-    let shutdown_delay = config.shutdown_delay;
-    let signal = {
-        let stopping = stopping.clone();
-        let health = health.clone();
-        async move {
-            shutdown.await;
-            set_status(&health, ServingStatus::NotServing).await;
-            if !shutdown_delay.is_zero() {
-                tracing::info!(delay = ?shutdown_delay, "health is NOT_SERVING; still serving for the shutdown delay");
-                tokio::time::sleep(shutdown_delay).await;
-            }
-            tracing::info!("health is NOT_SERVING; draining");
-            stopping.notify_one();
-        }
-    };
+    let signal = not_serving_then(shutdown, health, config.shutdown_delay, stopping.clone());
     let reload = config
         .tls_reload
-        .map(|(files, every)| tls::spawn_reload(files, &tls, every, config.metrics.clone()));
+        .map(|(files, every)| tls::spawn_reload(files, &tls, every, config.metrics.tls_reload()));
     let incoming = tls::incoming(listener, tls, config.tls_handshake_timeout);
     tracing::info!(
         address = %local_addr,
@@ -230,19 +168,125 @@ pub async fn run(
     if let Some(reload) = reload {
         reload.abort();
     }
-    // A health Watch stream never ends by itself, so the plaintext health server's own
-    // graceful stop could wait forever: give the side listeners a moment, then end them.
-    side_stop.send_replace(true);
-    for mut task in side_tasks {
-        if tokio::time::timeout(SIDE_LISTENER_GRACE, &mut task)
-            .await
-            .is_err()
-        {
-            task.abort();
-        }
-    }
+    side_listeners.stop().await;
     tracing::info!("discount server stopped");
     result
+}
+
+/// The TLS port's router: its services behind its layers.
+type GrpcRouter = Router<Stack<OversizeStatusLayer, Stack<MetricsLayer, Identity>>>;
+
+/// The TLS port's services: discount, health, reflection (v1 and v1alpha), behind the
+/// metrics and message-size layers.
+fn grpc_router(
+    config: &Config,
+    health_service: HealthServer<impl Health>,
+) -> Result<GrpcRouter, ServeError> {
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    // v1 for current tools; v1alpha for older ones (grpcurl before 1.8.8, for instance).
+    let reflection_v1 = reflection().build_v1().map_err(ServeError::Reflection)?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(ServeError::Reflection)?;
+    Ok(Server::builder()
+        // A discount call is a few small frames: waiting to fill a packet only adds latency.
+        .tcp_nodelay(true)
+        // Finds dead peers (a catalog host that vanished) instead of keeping their streams.
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(MetricsLayer::new(config.metrics.clone()))
+        .layer(OversizeStatusLayer)
+        .add_service(
+            DiscountServer::new(DiscountService)
+                .max_decoding_message_size(config.max_request_bytes),
+        )
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha))
+}
+
+/// `shutdown`, then health at NOT_SERVING and, for `delay`, still serving; then
+/// `stopping` is told, and the TLS server stops accepting and drains.
+async fn not_serving_then(
+    shutdown: impl Future<Output = ()>,
+    health: HealthReporter,
+    delay: Duration,
+    stopping: Arc<Notify>,
+) {
+    shutdown.await;
+    set_status(&health, ServingStatus::NotServing).await;
+    if !delay.is_zero() {
+        tracing::info!(
+            ?delay,
+            "health is NOT_SERVING; still serving for the shutdown delay"
+        );
+        tokio::time::sleep(delay).await;
+    }
+    tracing::info!("health is NOT_SERVING; draining");
+    stopping.notify_one();
+}
+
+/// The plaintext health and metrics listeners, which run until the TLS server has drained.
+struct SideListeners {
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl SideListeners {
+    fn start(
+        health_listener: Option<TcpListener>,
+        health_service: HealthServer<impl Health>,
+        metrics_listener: Option<TcpListener>,
+        metrics: &Metrics,
+    ) -> Result<Self, ServeError> {
+        let (stop, stopped) = watch::channel(false);
+        let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let mut tasks = Vec::new();
+        if let Some(listener) = health_listener {
+            let addr = listener.local_addr().map_err(ServeError::Listener)?;
+            tracing::info!(address = %addr, "plaintext health listening");
+            let incoming = TcpIncoming::from(listener);
+            let server = Server::builder()
+                .add_service(health_service)
+                .serve_with_incoming_shutdown(incoming, until_stopped(stopped.clone()));
+            tasks.push(tokio::spawn(async move {
+                if let Err(error) = server.await {
+                    tracing::error!(%error, "the plaintext health server failed");
+                }
+            }));
+        }
+        if let Some(listener) = metrics_listener {
+            let addr = listener.local_addr().map_err(ServeError::Listener)?;
+            tracing::info!(address = %addr, "metrics listening");
+            let metrics = metrics.clone();
+            tasks.push(tokio::spawn(ecommerce::metrics::server::serve(
+                listener,
+                move |accept: Option<&str>| metrics.encode(accept),
+                until_stopped(stopped),
+            )));
+        }
+        Ok(Self { stop, tasks })
+    }
+
+    /// A health Watch stream never ends by itself, so the plaintext health server's own
+    /// graceful stop could wait forever: the listeners get a moment, then are ended.
+    async fn stop(self) {
+        self.stop.send_replace(true);
+        for mut task in self.tasks {
+            if tokio::time::timeout(SIDE_LISTENER_GRACE, &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
 }
 
 async fn set_status(health: &HealthReporter, status: ServingStatus) {

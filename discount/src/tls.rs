@@ -3,9 +3,9 @@
 //!
 //! tonic's own TLS settings are fixed when the server starts. Here, each connection's
 //! handshake uses the [`ServerConfig`] current at that moment ([`TlsState`]); connections
-//! already open keep the one they started with. [`spawn_reload`] watches the files (a poll:
-//! see [`ecommerce::keys::reload`]) and replaces the configuration when they change and
-//! the new set is good.
+//! already open keep the one they started with. [`spawn_reload`] has
+//! [`ecommerce::tls_reload`] watch the files and replace the configuration when they
+//! change and the new set is good.
 //!
 //! What tonic did and this keeps: a bound on each handshake (a client that connects and
 //! says nothing is dropped after [`crate::Config::tls_handshake_timeout`]), handshakes that
@@ -15,10 +15,12 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use ecommerce::keys::{self, CertificateUse, PemIdentity};
+use ecommerce::listener;
+use ecommerce::tls_reload::{ReloadMetrics, TlsSource};
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
@@ -28,8 +30,6 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
-
-use crate::metrics::Metrics;
 
 /// Why a set of TLS files cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -122,20 +122,10 @@ pub fn incoming(
     let (send, receive) = mpsc::channel(64);
     tokio::spawn(async move {
         loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
+            let (stream, peer) = tokio::select! {
+                accepted = listener::accept(&listener) => accepted,
                 () = send.closed() => return,
             };
-            let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors, say: the kernel keeps the queue meanwhile.
-                    tracing::warn!(%error, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
             let acceptor = TlsAcceptor::from(tls.current());
             let send = send.clone();
             tokio::spawn(async move {
@@ -201,6 +191,49 @@ impl TlsFiles {
     }
 }
 
+/// The server's TLS files, and the state new handshakes take their configuration from.
+struct ServerTls {
+    files: TlsFiles,
+    state: Weak<TlsState>,
+}
+
+impl TlsSource for ServerTls {
+    type Loaded = (Arc<ServerConfig>, SystemTime);
+
+    fn watched(&self) -> Vec<PathBuf> {
+        self.files.watched()
+    }
+
+    fn load(&self) -> Result<Self::Loaded, String> {
+        self.files.load().map_err(|error| format!("{error:#}"))
+    }
+
+    fn expiries((_, not_after): &Self::Loaded) -> Vec<(&'static str, SystemTime)> {
+        vec![("server", *not_after)]
+    }
+
+    fn apply(&self, (config, _): Self::Loaded) -> Result<(), String> {
+        match self.state.upgrade() {
+            Some(state) => {
+                state.replace(config);
+                Ok(())
+            }
+            None => Err("the server has stopped".into()),
+        }
+    }
+
+    fn log_used(&self) {
+        tracing::info!(
+            path = %self.files.paths.server_cert().display(),
+            "new TLS certificates: used for every new connection"
+        );
+    }
+
+    fn wanted(&self) -> bool {
+        self.state.strong_count() > 0
+    }
+}
+
 /// Checks the files every `every` and, when they changed, loads them and uses them for new
 /// handshakes if they are good; a bad or half-written set is refused and logged, the
 /// previous one kept, and the next change tried again. Ends when the state is dropped.
@@ -208,48 +241,12 @@ pub fn spawn_reload(
     files: TlsFiles,
     tls: &Arc<TlsState>,
     every: Duration,
-    metrics: Metrics,
+    metrics: ReloadMetrics,
 ) -> tokio::task::JoinHandle<()> {
-    let tls = Arc::downgrade(tls);
-    tokio::spawn(async move {
-        let mut watch = keys::FileWatch::new(&files.watched());
-        // A certificate that expires while the server runs is noticed here too.
-        let mut expiry = keys::ExpiryWatch::new("server", files.renew_before);
-        let mut not_after = keys::certificate_info(&files.paths.server_cert())
-            .ok()
-            .map(|info| info.not_after);
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        loop {
-            ticker.tick().await;
-            let Some(tls) = tls.upgrade() else { return };
-            if let Some(not_after) = not_after {
-                expiry.check(not_after);
-            }
-            if !watch.changed(&files.watched()) {
-                continue;
-            }
-            match files.load() {
-                Ok((config, new_not_after)) => {
-                    tls.replace(config);
-                    metrics.certificates.set("server", new_not_after);
-                    not_after = Some(new_not_after);
-                    expiry.check(new_not_after);
-                    metrics.tls_reloads.record(true);
-                    tracing::info!(
-                        path = %files.paths.server_cert().display(),
-                        "new TLS certificates: used for every new connection"
-                    );
-                }
-                Err(error) => {
-                    metrics.tls_reloads.record(false);
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        "the changed TLS files were refused; still serving the previous ones"
-                    );
-                }
-            }
-        }
-    })
+    let renew_before = files.renew_before;
+    let source = ServerTls {
+        files,
+        state: Arc::downgrade(tls),
+    };
+    ecommerce::tls_reload::spawn(source, every, renew_before, metrics)
 }

@@ -7,21 +7,27 @@
 //! - [`keys`]: the demo's TLS files in the keys directory, generated with rcgen when missing,
 //!   with names compatible with the old services (`cert.pem`, `private.key`); their
 //!   validity, renewal and expiry ([`keys::lifetime`]).
-//! - [`listener`]: binding a TCP port on all interfaces, IPv4 and IPv6, as both services do.
-//! - [`metrics_format`]: Prometheus metrics in the format the scraper asks for.
+//! - [`listener`]: binding a TCP port on all interfaces, IPv4 and IPv6, as both services do,
+//!   and accepting connections on it.
+//! - [`metrics`]: Prometheus metrics in the format the scraper asks for, the TLS metrics,
+//!   and a small `/metrics` server.
 //! - [`runtime`]: the tokio runtime, sized to the CPUs the process may use.
 //! - [`shutdown`]: the Ctrl-C / SIGTERM signal both services stop on.
+//! - [`tls_reload`]: new TLS files without a restart, whatever each service does with them.
+//! - [`cli`]: the flags both services take, declared once.
 //! - [`telemetry`]: logs and traces: the `tracing` subscriber both binaries install, W3C
 //!   trace context propagation, OTLP export, trace ids in log lines.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod codec;
 pub mod keys;
 pub mod listener;
-pub mod metrics_format;
+pub mod metrics;
 pub mod runtime;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls_reload;
 
 /// Code generated from `ecommerce.proto` at build time (see `build.rs`).
 pub mod pb {

@@ -1,4 +1,4 @@
-//! Binding the services' TCP ports.
+//! Binding the services' TCP ports, and accepting connections on them.
 //!
 //! Both services listen "on all interfaces, IPv4 and IPv6", like the Go and Python services
 //! they replace. On Linux one IPv6 socket with `IPV6_V6ONLY` off accepts both families, so a
@@ -8,8 +8,10 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use std::time::Duration;
+
 use socket2::{Domain, Socket, Type};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// How many connections the kernel queues before `accept`; the same as tokio's default.
 const BACKLOG: i32 = 1024;
@@ -27,6 +29,14 @@ pub fn bind_all_interfaces(port: u16) -> io::Result<TcpListener> {
             bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Binds `port` on `ip` when given (a `--bind` address), else on every interface.
+pub fn bind_port(ip: Option<IpAddr>, port: u16) -> io::Result<TcpListener> {
+    match ip {
+        Some(ip) => bind(SocketAddr::new(ip, port)),
+        None => bind_all_interfaces(port),
     }
 }
 
@@ -55,6 +65,27 @@ fn listen(socket: Socket, addr: SocketAddr) -> io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     TcpListener::from_std(socket.into())
+}
+
+/// The next connection on `listener`, with Nagle's algorithm off (answers are one write
+/// each; Nagle would only delay them).
+///
+/// An error to accept (typically EMFILE: out of file descriptors) is logged, and accepting
+/// resumes after a short pause: at once would spin, and the kernel keeps the queue
+/// meanwhile. Cancel-safe: use it in a `select!` with a shutdown signal.
+pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, peer);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 fn is_ipv6_unavailable(e: &io::Error) -> bool {

@@ -1,7 +1,7 @@
 //! One call to one replica: the request, its deadline, and what its outcome says.
 //!
 //! An [`Attempt`] owns all it needs, so that a call a hedge has overtaken can run on by
-//! itself to its deadline ([`super::DiscountClient`]'s `race`) and still tell its replica's
+//! itself to its deadline ([`super::hedging`]'s `race`) and still tell its replica's
 //! breaker how it ended. What counts against the replica is [`CallError::blames_replica`]'s
 //! rule; a timeout is the catalog's own fault when [`LocalLoad`] says it was overloaded.
 
@@ -15,14 +15,21 @@ use tokio::time::Instant;
 use tonic::Code;
 use tonic::metadata::{Ascii, MetadataValue};
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use super::replicas::Replica;
-use super::{CallError, Discount, Shared};
+use super::context::CallContext;
+use super::outcome::{CallError, CallResult, Discount, error_chain};
+use super::replica::Replica;
 use crate::overload::LocalLoad;
+use crate::trace;
 
-/// What one call comes to.
-pub(crate) type CallResult = Result<Option<Discount>, CallError>;
+/// The product a call asks about: what its answer must be checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AskedProduct {
+    /// Its id: the answer must be about it.
+    pub id: i32,
+    /// Its full price: a discounted price must not be above it.
+    pub price_in_cents: i32,
+}
 
 /// Why an attempt is made: the first of a product's calls, or an extra one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,10 +58,9 @@ pub(crate) struct Attempt {
     pub kind: AttemptKind,
     pub message: pb::DiscountRequest,
     pub request_id: Option<MetadataValue<Ascii>>,
-    /// The product asked about: id and full price.
-    pub asked: (i32, i32),
+    pub asked: AskedProduct,
     pub deadline: Instant,
-    pub shared: Arc<Shared>,
+    pub context: Arc<CallContext>,
 }
 
 impl Attempt {
@@ -63,32 +69,12 @@ impl Attempt {
     /// Its OpenTelemetry client span starts now, as a child of the caller's span (the
     /// request's), so that an attempt a hedge leaves running on its own stays in the trace;
     /// the span's context goes to discount in the call's metadata (`traceparent`).
-    pub fn run(self) -> impl Future<Output = CallResult> + Send {
-        if !propagation::spans_enabled() {
-            // Nothing to record: the caller's context is passed through by `inject`.
-            return self
-                .call(tracing::Span::none())
-                .instrument(tracing::Span::none());
-        }
-        let span = tracing::info_span!(
-            "discount_attempt",
-            replica = %self.replica.addr,
-            attempt = self.kind.name(),
-            otel.name = "ecommerce.Discount/ApplyDiscount",
-            otel.kind = "client",
-            otel.status_code = tracing::field::Empty,
-        );
-        span.set_attribute("rpc.system", "grpc");
-        span.set_attribute("rpc.service", "ecommerce.Discount");
-        span.set_attribute("rpc.method", "ApplyDiscount");
-        span.set_attribute("server.address", self.replica.addr.ip().to_string());
-        span.set_attribute("server.port", i64::from(self.replica.addr.port()));
-        span.set_attribute("ecommerce.attempt", self.kind.name());
-        span.set_attribute("ecommerce.product.id", i64::from(self.asked.0));
-        self.call(span.clone()).instrument(span)
+    pub fn start(self) -> impl Future<Output = CallResult> + Send {
+        let span = trace::attempt_span(self.replica.addr, self.kind.name(), self.asked.id);
+        self.send(span.clone()).instrument(span)
     }
 
-    async fn call(self, span: tracing::Span) -> CallResult {
+    async fn send(self, span: tracing::Span) -> CallResult {
         let time_left = self.deadline.saturating_duration_since(Instant::now());
         let mut request = tonic::Request::new(self.message);
         // Sent as `grpc-timeout`, so the server can give up when we have.
@@ -101,7 +87,7 @@ impl Attempt {
         }
         // Our own timer as well: it also covers connecting and waiting for a stream.
         let mut grpc = self.replica.grpc();
-        let load = &self.shared.load;
+        let load = &self.context.load;
         let (result, code) =
             match tokio::time::timeout_at(self.deadline, grpc.apply_discount(request)).await {
                 Err(_elapsed) => (
@@ -113,13 +99,7 @@ impl Attempt {
                 Ok(Err(status)) => (Err(classify(&status, load)), status.code()),
                 Ok(Ok(response)) => (interpret(self.asked, response.into_inner()), Code::Ok),
             };
-        if !span.is_none() {
-            span.set_attribute("rpc.grpc.status_code", code as i64);
-            if let Err(error) = &result {
-                span.record("otel.status_code", "error");
-                span.set_attribute("error.type", error.outcome());
-            }
-        }
+        trace::attempt_ended(&span, code, result.as_ref().err().map(CallError::outcome));
         self.replica.tally.record(result.is_ok());
         let opened = match &result {
             Ok(_) => self.replica.breaker.record(true),
@@ -127,7 +107,7 @@ impl Attempt {
             Err(_) => false,
         };
         if opened {
-            self.shared
+            self.context
                 .counters
                 .breaker_openings
                 .fetch_add(1, Ordering::Relaxed);
@@ -154,27 +134,11 @@ fn classify(status: &tonic::Status, load: &LocalLoad) -> CallError {
     }
 }
 
-/// "message: cause: cause", the way transport failures (TLS, refused) are explained.
-/// tonic and hyper often repeat a cause's text in its wrapper's; each text appears once.
-pub(crate) fn error_chain(status: &tonic::Status) -> String {
-    let mut text = status.message().to_owned();
-    let mut source = std::error::Error::source(status);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// Checks an OK answer before believing it: it must be about the product we asked for
-/// (`asked`: its id and full price), and a discount must be a fraction in (0, 1] with a
-/// price between 0 and the full price.
-fn interpret(asked: (i32, i32), response: pb::DiscountResponse) -> CallResult {
-    let (asked_id, full_price) = asked;
+/// (`asked`), and a discount must be a fraction in (0, 1] with a price between 0 and the
+/// full price.
+fn interpret(asked: AskedProduct, response: pb::DiscountResponse) -> CallResult {
+    let (asked_id, full_price) = (asked.id, asked.price_in_cents);
     let product = response
         .product
         .ok_or(CallError::BadAnswer("the answer has no product"))?;
@@ -208,8 +172,11 @@ fn interpret(asked: (i32, i32), response: pb::DiscountResponse) -> CallResult {
 mod tests {
     use super::*;
 
-    fn asked() -> (i32, i32) {
-        (1, 1000)
+    fn asked() -> AskedProduct {
+        AskedProduct {
+            id: 1,
+            price_in_cents: 1000,
+        }
     }
 
     fn answer(id: i32, value: Option<pb::DiscountValue>) -> pb::DiscountResponse {

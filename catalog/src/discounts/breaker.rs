@@ -7,12 +7,12 @@
 //!
 //! **No customer call is a probe.** An open breaker waits at least
 //! [`BreakerSettings::cool_down`], then closes on the first health check of the replica that
-//! answers ([`super::health`], out of band). The usual breaker instead lets one customer call
+//! answers ([`super::health_check`], out of band). The usual breaker instead lets one customer call
 //! through after the cool-down, and a replica that vanished without a reset makes that
 //! customer wait the whole deadline and lose the discount, once per cool-down, for as long as
 //! the replica is gone.
 //!
-//! What counts as a failure is decided by the caller ([`super::Attempt`]): connection
+//! What counts as a failure is decided by the caller ([`super::attempt`]): connection
 //! failures, `UNAVAILABLE` and answers that cannot be believed do, and so does a timeout the
 //! replica caused; a timeout caused by the catalog's own overload does not.
 //!

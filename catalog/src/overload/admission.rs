@@ -9,11 +9,11 @@
 //! only once it is admitted, so time in the queue is never taken out of them.
 //!
 //! Why wait at all, rather than refuse at once? Closed-loop clients (wrk, a retrying proxy,
-//! impatient users) ask again the instant they are refused, and each refusal costs CPU. A
-//! prototype measured it here at 3,000 connections: refusing at once gave 3.1k complete
-//! answers/s against 13k refusals/s; holding a request up to 250 ms before refusing kept
-//! 74–81% of the 64-connection rate, with no wrong price (Facebook's queue timeouts,
-//! Netflix's `LifoBlockingLimiter` and congestion-limiter's `RejectionDelay` do the same).
+//! impatient users) ask again the instant they are refused, and each refusal costs CPU:
+//! refusing at once serves far fewer answers than holding a request a while before
+//! refusing it (BENCHMARKS.md, "Overload: what was measured and chosen"). Facebook's queue
+//! timeouts, Netflix's `LifoBlockingLimiter` and congestion-limiter's `RejectionDelay` do
+//! the same.
 //!
 //! **The limit adapts**, additive-increase, multiplicative-decrease. Every [`WINDOW`]: if
 //! admitted fan-outs took longer on average than the target (a third of the discount
@@ -29,11 +29,10 @@
 //! set-up the no-load latency says little about throughput, and the deadline, known in
 //! advance, is the better yardstick.)
 //!
-//! **The defaults were measured** (BENCHMARKS.md, "Overload"): 96 calls (32 requests of three
-//! products) is near the throughput peak of this machine, where 192 served 25% less at 3,000
-//! connections; and a 750 ms wait keeps refusals rare enough that at 10,000 connections
-//! refusing them does not eat the CPU that priced requests need (250 ms: 28% of the
-//! 64-connection rate; 500 ms: 58%; 750 ms: 65%).
+//! **The defaults were measured** (BENCHMARKS.md, "Overload: what was measured and
+//! chosen"): 96 calls (32 requests of three products) is near the throughput peak of a
+//! 2-core machine; and a 750 ms wait keeps refusals rare enough that at 10,000 connections
+//! refusing them does not eat the CPU that priced requests need.
 //!
 //! No crate is used: the maintained ones either only wait and never shed (`tower`'s
 //! `ConcurrencyLimit`, `tower-acc`), target tower 0.4, or are one-release 0.x crates; hyper

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use catalog::data::Catalog;
-use catalog::discounts::{DiscountClient, DiscountSettings};
+use catalog::discounts::{DiscountSettings, Discounts};
 use ecommerce::keys::{self, KeyPaths};
 use ecommerce::pb::discount_server::{Discount, DiscountServer};
 use ecommerce::pb::{DiscountRequest, DiscountResponse};
@@ -147,9 +147,7 @@ pub async fn catalog_config(
 
 /// The catalog config for `data` and discount `settings`.
 pub async fn config_with(data: Catalog, settings: DiscountSettings) -> catalog::Config {
-    let discounts = DiscountClient::start(&settings)
-        .await
-        .expect("discount client");
+    let discounts = Discounts::start(&settings).await.expect("discount client");
     catalog::Config::new(data, discounts)
 }
 

@@ -12,40 +12,19 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use std::sync::atomic::AtomicU64;
-
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
-use rcgen::{CertificateParams, Issuer, KeyPair};
+use rcgen::{Issuer, KeyPair};
 use x509_parser::extensions::GeneralName;
 use x509_parser::pem::Pem;
 
-use super::{KeyError, KeyPaths, read, read_certificates, read_private, write_atomically};
+use super::error::KeyError;
+use super::files::{lock, read, read_certificates, read_private, sync_dir, write_atomically};
+use super::issue::{self, Leaf, Validity, leaf_params};
+use super::paths::KeyPaths;
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
 fn days(count: u64) -> Duration {
     Duration::from_secs(count.saturating_mul(DAY.as_secs()))
-}
-
-/// How long generated certificates are valid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Validity {
-    /// Server and client certificates (default 90 days).
-    pub leaf: Duration,
-    /// The CA (default 10 years).
-    pub ca: Duration,
-}
-
-impl Default for Validity {
-    fn default() -> Self {
-        Self {
-            leaf: 90 * DAY,
-            ca: 3650 * DAY,
-        }
-    }
 }
 
 /// The certificate lifetime flags, for both services.
@@ -113,17 +92,6 @@ impl LifetimeArgs {
 
 /// Renew a leaf that has less than this left (default 30 days), and warn about one.
 pub const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
-
-/// Sets `params` to be valid from a minute ago (clocks differ a little) for `validity`.
-pub(super) fn set_validity(params: &mut CertificateParams, validity: Duration) {
-    let now = time_now();
-    params.not_before = now - time::Duration::minutes(1);
-    params.not_after = now + time::Duration::seconds(validity.as_secs() as i64);
-}
-
-fn time_now() -> time::OffsetDateTime {
-    time::OffsetDateTime::now_utc()
-}
 
 /// What a certificate file says about its first certificate.
 #[derive(Debug, Clone)]
@@ -243,8 +211,8 @@ pub fn renew(
     let mut done = Vec::new();
     let mut due = Vec::new();
     let leaves = [
-        (paths.server_cert(), paths.server_key(), super::Leaf::Server),
-        (paths.client_cert(), paths.client_key(), super::Leaf::Client),
+        (paths.server_cert(), paths.server_key(), Leaf::Server),
+        (paths.client_cert(), paths.client_key(), Leaf::Client),
     ];
     for (cert_path, key_path, leaf) in leaves {
         if !cert_path.exists() {
@@ -252,8 +220,8 @@ pub fn renew(
         }
         let info = certificate_info(&cert_path)?;
         let wanted: Vec<String> = match leaf {
-            super::Leaf::Server => super::server_names(server_names),
-            super::Leaf::Client => Vec::new(),
+            Leaf::Server => issue::server_names(server_names),
+            Leaf::Client => Vec::new(),
         };
         let missing: Vec<&String> = wanted
             .iter()
@@ -279,7 +247,7 @@ pub fn renew(
         return Ok(done);
     }
 
-    let lock = super::lock(paths)?;
+    let lock = lock(paths)?;
     let ca_pem = String::from_utf8_lossy(&read_certificates(&paths.ca_cert())?).into_owned();
     let ca_key_pem = String::from_utf8_lossy(&read_private(&ca_key_path)?).into_owned();
     let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|source| KeyError::CaKey {
@@ -296,7 +264,7 @@ pub fn renew(
             path: key_path.clone(),
             source,
         })?;
-        let params = super::leaf_params(leaf, &wanted, validity.leaf)?;
+        let params = leaf_params(leaf, &wanted, validity.leaf)?;
         let cert = params.signed_by(&key, &issuer)?;
         write_atomically(
             &cert_path,
@@ -309,7 +277,7 @@ pub fn renew(
             reason,
         });
     }
-    super::sync_dir(paths.dir())?;
+    sync_dir(paths.dir())?;
     drop(lock);
     Ok(done)
 }
@@ -373,6 +341,11 @@ impl ExpiryWatch {
         }
     }
 
+    /// The certificate it watches (`"server"`, `"client"`, `"ca"`).
+    pub fn what(&self) -> &'static str {
+        self.what
+    }
+
     /// Looks at `not_after` now, logging as described above.
     pub fn check(&mut self, not_after: SystemTime) {
         let left = not_after.duration_since(SystemTime::now());
@@ -411,40 +384,6 @@ impl ExpiryWatch {
 }
 
 const HOUR: Duration = Duration::from_secs(60 * 60);
-
-/// `<prefix>_tls_certificate_expiry_timestamp_seconds{certificate}` in a service's
-/// registry: when each of its certificates expires, for an alert before it does.
-#[derive(Debug, Clone, Default)]
-pub struct ExpiryGauges(Family<CertificateLabel, Gauge<f64, AtomicU64>>);
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CertificateLabel {
-    certificate: &'static str,
-}
-
-impl ExpiryGauges {
-    /// Registers the gauge family (empty until [`Self::set`]).
-    pub fn register(registry: &mut Registry) -> Self {
-        let gauges = Self::default();
-        registry.register(
-            "tls_certificate_expiry_timestamp_seconds",
-            "When each TLS certificate expires (Unix time): server, client, ca (the earliest of the trusted CAs)",
-            gauges.0.clone(),
-        );
-        gauges
-    }
-
-    /// Records that `certificate` expires at `not_after`.
-    pub fn set(&self, certificate: &'static str, not_after: SystemTime) {
-        let seconds = not_after
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or_default();
-        self.0
-            .get_or_create(&CertificateLabel { certificate })
-            .set(seconds);
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -557,7 +496,7 @@ mod tests {
             let left = in_days(certificate_info(&cert).unwrap().time_left());
             assert!(left > 89.9, "{left} days for {cert:?}");
             assert!(matches(&cert, &key), "{cert:?} no longer matches {key:?}");
-            let identity = keys::read_identity(&cert, &key).unwrap();
+            let identity = crate::keys::files::read_identity(&cert, &key).unwrap();
             let ca = keys::read_trust_roots(&paths).unwrap();
             keys::verify_identity(&identity, &ca, usage, &cert).unwrap();
         }

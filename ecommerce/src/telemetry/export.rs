@@ -4,8 +4,8 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` wins, as the
 //! specification says). `OTEL_SDK_DISABLED=true` and `OTEL_TRACES_EXPORTER=none` turn it
 //! off again; the SDK itself ignores both (opentelemetry-rust#1936), so they are read here.
-//! Spans are still made with export off: they carry the trace context to discount and into
-//! the logs.
+//! With export off no span is made at all: the caller's trace context is passed through
+//! to discount and into the logs instead ([`super::propagation`]).
 //!
 //! Only OTLP over gRPC is built in (tonic, already in the tree): `OTEL_EXPORTER_OTLP_PROTOCOL`
 //! set to `http/protobuf` or `http/json` is a start-up error, not a silent switch. The
@@ -34,7 +34,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use super::TelemetryError;
+use super::error::TelemetryError;
 
 /// Spans dropped because the export queue was full, since start-up.
 static SPANS_DROPPED: AtomicU64 = AtomicU64::new(0);

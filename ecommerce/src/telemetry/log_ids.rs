@@ -49,7 +49,7 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        if super::spans_enabled()
+        if super::mode::spans_enabled()
             && let Some((trace_id, span_id)) = span_ids(ctx)
         {
             return self.with_ids(ctx, writer, event, &trace_id, &span_id);

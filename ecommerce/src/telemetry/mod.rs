@@ -11,12 +11,16 @@
 //! not export the internals of h2 and hyper, and the catalog's probes and scrapes
 //! (`catalog::probe`) would be noise in a trace store.
 
+mod error;
 pub mod export;
 pub mod log_ids;
+mod mode;
 pub mod propagation;
 
+pub use self::error::TelemetryError;
+pub use self::mode::spans_enabled;
+
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -54,15 +58,6 @@ pub const DEFAULT_FILTER: &str = "info,discount::tls=debug";
 pub const SPAN_FILTER: &str =
     "info,h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,catalog::probe=off";
 
-/// Whether the OpenTelemetry layer makes spans (export on); see [`propagation`].
-static SPANS: AtomicBool = AtomicBool::new(false);
-
-/// Whether spans are made and exported. Without export no span is made at all: the trace
-/// context is passed through ([`propagation`]), which costs next to nothing.
-pub fn spans_enabled() -> bool {
-    SPANS.load(Ordering::Relaxed)
-}
-
 /// How long flushing the last spans may take at shutdown.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -79,17 +74,6 @@ pub struct TraceArgs {
         value_name = "URL"
     )]
     pub otlp_endpoint: Option<String>,
-}
-
-/// What can stop tracing from starting.
-#[derive(Debug, thiserror::Error)]
-pub enum TelemetryError {
-    /// A standard variable asks for something this build does not do.
-    #[error("tracing: {0}")]
-    Unsupported(String),
-    /// The OTLP exporter could not be built.
-    #[error("tracing: cannot set up the OTLP exporter: {0}")]
-    Exporter(String),
 }
 
 /// The tracer provider (only with export), kept to flush the last spans at shutdown.
@@ -198,7 +182,7 @@ fn install(
                 metadata.is_span() || *metadata.level() <= tracing::Level::WARN
             })))
     });
-    SPANS.store(spans.is_some(), Ordering::Relaxed);
+    mode::set_spans_enabled(spans.is_some());
 
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));

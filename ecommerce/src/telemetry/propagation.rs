@@ -23,7 +23,7 @@ use opentelemetry::{Context, global};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-pub use super::spans_enabled;
+pub use super::mode::spans_enabled;
 
 /// The W3C headers, lowercase, as HTTP/2 and gRPC metadata carry them.
 const TRACEPARENT: &str = "traceparent";

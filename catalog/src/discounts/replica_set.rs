@@ -9,39 +9,27 @@
 //!
 //! Each replica has its own lazily connected TLS channel, verified against the **name** from
 //! the list (not the resolved IP), its own [`CircuitBreaker`], and its own health checks
-//! ([`super::health`]). Calls go round-robin to the replicas whose breaker is closed and
+//! ([`super::health_check`]). Calls go round-robin to the replicas whose breaker is closed and
 //! whose health checks do not say otherwise. A dead replica's breaker opens after a few
 //! failures, or its health check finds it first, and from then on its share of calls goes to
 //! the others. tonic's own balancer (`Channel::balance_list`) is not used: it cannot tell a
 //! dead replica from a live one until each call fails.
-//!
-//! **Keepalive that standard servers accept.** grpc-go and grpcio servers accept an HTTP/2
-//! ping without data at most every 5 minutes, and none on a connection without calls; more
-//! and they answer `GOAWAY ENHANCE_YOUR_CALM "too_many_pings"` (grpc.io's keepalive guide).
-//! So the catalog's HTTP/2 keepalive interval is those 5 minutes, never while idle
-//! (`keep_alive_while_idle(false)`): hyper pings when a connection has been silent that long,
-//! which calls and health checks every second or 30 s never let happen. Idle connections are
-//! watched by the kernel's TCP keepalive instead, which no gRPC server polices, and dead
-//! connections under traffic are found within a second or so by the deadlines of calls and
-//! health checks. (With a 20 s interval, hyper also pinged at the start of each 30 s poll
-//! of a server without the health service: accepted by grpcio, but pings all the same.)
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use ecommerce::pb::discount_client::DiscountClient as GrpcClient;
-use tokio::sync::Notify;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Endpoint;
 
-use super::SettingsError;
-use super::breaker::{BreakerSettings, CircuitBreaker};
-use super::health::{self, HealthCell, HealthSettings};
+use super::breaker::BreakerSettings;
+use super::health::HealthSettings;
+use super::health_check;
+use super::replica::{self, Replica, ReplicaTally, TlsMaterial};
 use crate::overload::LocalLoad;
 
 /// One entry of the address list.
@@ -57,6 +45,19 @@ impl Target {
     fn ip(&self) -> Option<IpAddr> {
         self.host.parse().ok()
     }
+}
+
+/// Why the discount service's address was refused at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// An entry is empty, not `host:port`, or not `https`.
+    #[error("the discount service address {address:?} is not usable: {reason}")]
+    Address {
+        /// As given.
+        address: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Parses the comma-separated `host:port` list (`https://host:port` entries too).
@@ -102,107 +103,6 @@ pub fn parse_targets(list: &str) -> Result<Vec<Target>, SettingsError> {
     Ok(targets)
 }
 
-/// A discount server at one address.
-#[derive(Debug)]
-pub struct Replica {
-    /// Where it is.
-    pub addr: SocketAddr,
-    /// The name its certificate is checked against.
-    host: String,
-    /// How to connect to it, kept to start afresh; replaced when the TLS files change.
-    endpoint: RwLock<Endpoint>,
-    /// Its channel; clones share the connection. Replaced when the connection is presumed
-    /// dead ([`Self::reconnect`]).
-    channel: RwLock<Channel>,
-    /// Whether its recent calls failed.
-    pub breaker: CircuitBreaker,
-    /// What its health checks found.
-    pub health: HealthCell,
-    /// Wakes its health checks early (when its breaker opens).
-    health_wake: Arc<Notify>,
-    /// Its calls' outcomes, kept by address across re-resolutions (for the metrics).
-    pub tally: Arc<ReplicaTally>,
-}
-
-/// Calls made to one address, by outcome. Kept by the [`ReplicaSet`] per address, so that
-/// a replica that leaves and comes back continues its counts (counters never go down).
-#[derive(Debug, Default)]
-pub struct ReplicaTally {
-    /// Calls it answered with a discount or none.
-    pub ok: AtomicU64,
-    /// Calls that failed: errors, timeouts, bad answers.
-    pub failed: AtomicU64,
-}
-
-impl ReplicaTally {
-    /// Counts one call's outcome.
-    pub fn record(&self, ok: bool) {
-        let counter = if ok { &self.ok } else { &self.failed };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl Replica {
-    /// A client on its current channel.
-    pub fn grpc(&self) -> GrpcClient<Channel> {
-        GrpcClient::new(self.channel())
-    }
-
-    /// Its current channel.
-    pub fn channel(&self) -> Channel {
-        self.channel
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    /// Whether a customer call may go to it now: breaker closed, and health not known bad.
-    pub fn accepts_calls(&self) -> bool {
-        self.health.get().admits_calls() && self.breaker.allows_call()
-    }
-
-    /// Replaces the channel with a new, lazily connected one. A host that vanished without a
-    /// reset leaves a connection that looks alive and never answers; calls already on it end
-    /// at their deadline, later ones connect afresh.
-    pub fn reconnect(&self) {
-        let channel = self
-            .endpoint
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .connect_lazy();
-        *self
-            .channel
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = channel;
-    }
-
-    /// Connects with `endpoint` from now on. Calls in flight finish on the channel they
-    /// hold, which closes once the last of them is done: nothing fails for the change.
-    fn use_endpoint(&self, endpoint: Endpoint) {
-        *self
-            .endpoint
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = endpoint;
-        self.reconnect();
-    }
-
-    /// Reports that its breaker just opened: a fresh connection for the health checks, and
-    /// one now rather than at the next interval.
-    pub fn breaker_opened(&self) {
-        self.reconnect();
-        self.health_wake.notify_one();
-    }
-
-    /// `host (addr)`, for logs.
-    pub fn name(&self) -> String {
-        format!("{} ({})", self.host, self.addr)
-    }
-
-    pub(crate) fn health_wake(&self) -> Arc<Notify> {
-        self.health_wake.clone()
-    }
-}
-
 /// What every replica's channel is made with.
 #[derive(Debug, Clone)]
 pub struct ChannelSettings {
@@ -218,15 +118,6 @@ pub struct ChannelSettings {
     /// Whether the catalog itself is overloaded (a health check that timed out then is
     /// ignored).
     pub load: LocalLoad,
-}
-
-/// The TLS files a channel is made with, as tonic takes them.
-#[derive(Debug, Clone)]
-pub struct TlsMaterial {
-    /// The CA certificates that discount servers must chain to.
-    pub trust_roots: Certificate,
-    /// The client certificate to present (mutual TLS), if any.
-    pub client_identity: Option<Identity>,
 }
 
 /// How a host name becomes addresses: the system resolver, or a fake in tests.
@@ -328,7 +219,7 @@ impl ReplicaSet {
                     Err(error) => {
                         tracing::warn!(host = %target.host, %error, "cannot resolve the discount service; keeping its previous addresses");
                         old.iter()
-                            .filter(|replica| replica.host == target.host)
+                            .filter(|replica| replica.host() == target.host)
                             .map(|replica| replica.addr)
                             .collect()
                     }
@@ -340,14 +231,14 @@ impl ReplicaSet {
                 }
                 let existing = old
                     .iter()
-                    .find(|replica| replica.addr == addr && replica.host == target.host);
+                    .find(|replica| replica.addr == addr && replica.host() == target.host);
                 match existing {
                     Some(replica) => fresh.push(replica.clone()),
                     None => match self.replica(target, addr) {
                         Ok(replica) => {
                             tracing::info!(%addr, host = %target.host, "discount replica added");
                             let replica = Arc::new(replica);
-                            health::spawn_checks(
+                            health_check::spawn(
                                 Arc::downgrade(&replica),
                                 self.channel.health,
                                 self.channel.load.clone(),
@@ -362,7 +253,7 @@ impl ReplicaSet {
             }
         }
         for gone in old.iter().filter(|replica| !seen.contains(&replica.addr)) {
-            tracing::info!(addr = %gone.addr, host = %gone.host, "discount replica removed");
+            tracing::info!(addr = %gone.addr, host = %gone.host(), "discount replica removed");
         }
         *self
             .current
@@ -376,16 +267,13 @@ impl ReplicaSet {
         addr: SocketAddr,
     ) -> Result<Replica, tonic::transport::Error> {
         let endpoint = self.endpoint(&target.host, addr)?;
-        Ok(Replica {
+        Ok(Replica::new(
+            &target.host,
             addr,
-            host: target.host.clone(),
-            channel: RwLock::new(endpoint.connect_lazy()),
-            endpoint: RwLock::new(endpoint),
-            breaker: CircuitBreaker::new(format!("{} ({addr})", target.host), self.channel.breaker),
-            health: HealthCell::default(),
-            health_wake: Arc::new(Notify::new()),
-            tally: self.tally(addr),
-        })
+            endpoint,
+            self.channel.breaker,
+            self.tally(addr),
+        ))
     }
 
     /// Uses `tls` for every new connection: each replica gets a new channel, and calls in
@@ -396,37 +284,20 @@ impl ReplicaSet {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = tls;
         for replica in self.replicas().iter() {
-            replica.use_endpoint(self.endpoint(&replica.host, replica.addr)?);
+            replica.use_endpoint(self.endpoint(replica.host(), replica.addr)?);
         }
         Ok(())
     }
 
-    /// How to connect to the replica at `addr`, whose certificate must name `host`.
+    /// How to connect to the replica at `addr`, whose certificate must name `host`, with
+    /// the TLS files now in use.
     fn endpoint(&self, host: &str, addr: SocketAddr) -> Result<Endpoint, tonic::transport::Error> {
-        let material = self
+        let tls = self
             .tls
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
-        let mut tls = ClientTlsConfig::new()
-            .ca_certificate(material.trust_roots)
-            .domain_name(host.to_owned());
-        if let Some(identity) = material.client_identity {
-            tls = tls.identity(identity);
-        }
-        let endpoint = Endpoint::from_shared(format!("https://{addr}"))?
-            .tls_config(tls)?
-            .connect_timeout(self.channel.connect_timeout)
-            // Calls are a few small frames: waiting to fill a packet only adds latency.
-            .tcp_nodelay(true)
-            // Keepalive that standard servers accept: see the module docs.
-            .http2_keep_alive_interval(Duration::from_secs(300))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(false)
-            .tcp_keepalive(Some(Duration::from_secs(30)))
-            .tcp_keepalive_interval(Some(Duration::from_secs(5)))
-            .tcp_keepalive_retries(Some(3));
-        Ok(endpoint)
+        replica::endpoint(tls, host, addr, self.channel.connect_timeout)
     }
 
     fn tally(&self, addr: SocketAddr) -> Arc<ReplicaTally> {
@@ -486,8 +357,10 @@ pub fn spawn_refresh(set: &Arc<ReplicaSet>, every: Duration) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::breaker::BreakerSettings;
+    use super::super::health::HealthSettings;
     use super::*;
-    use crate::discounts::breaker::BreakerSettings;
+    use tonic::transport::Certificate;
 
     #[test]
     fn the_list_takes_host_port_and_https_entries() {
