@@ -84,6 +84,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub shutdown: DelayArgs,
 
+    /// Trace export.
     #[command(flatten)]
     pub tracing: ecommerce::telemetry::TraceArgs,
 

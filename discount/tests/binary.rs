@@ -230,7 +230,7 @@ fn a_private_key_readable_by_others_stops_start_up_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let paths = KeyPaths::new(dir.path());
     keys::ensure_keys(&paths, &[]).unwrap();
-    std::fs::set_permissions(paths.server_key(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(paths.server_key(), fs::Permissions::from_mode(0o644)).unwrap();
     let mut command = discount();
     command.args(["0", "--keys-dir"]).arg(dir.path());
     let (status, _, stderr) = run_to_end(command);
@@ -251,7 +251,7 @@ fn a_certificate_from_another_ca_stops_start_up_with_the_reason() {
     );
     keys::ensure_keys(&ours, &[]).unwrap();
     keys::ensure_keys(&other, &[]).unwrap();
-    std::fs::copy(other.ca_cert(), ours.ca_cert()).unwrap();
+    fs::copy(other.ca_cert(), ours.ca_cert()).unwrap();
     let mut command = discount();
     command.args(["0", "--keys-dir"]).arg(ours.dir());
     let (status, _, stderr) = run_to_end(command);

@@ -31,7 +31,7 @@ pub mod tls_reload;
 
 /// Code generated from `ecommerce.proto` at build time (see `build.rs`).
 pub mod pb {
-    #![allow(clippy::all, missing_docs)]
+    #![allow(clippy::all, missing_docs, unused_qualifications)]
     tonic::include_proto!("ecommerce");
 
     /// The encoded `FileDescriptorSet` of `ecommerce.proto`, for gRPC server reflection.

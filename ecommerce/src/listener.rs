@@ -103,7 +103,7 @@ mod tests {
     async fn a_dual_stack_listener_accepts_ipv4_clients() {
         let listener = bind_all_interfaces(0).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let connect = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port));
+        let connect = TcpStream::connect((Ipv4Addr::LOCALHOST, port));
         let (accepted, connected) = tokio::join!(listener.accept(), connect);
         accepted.unwrap();
         connected.unwrap();

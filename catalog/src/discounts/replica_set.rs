@@ -380,7 +380,7 @@ mod tests {
 
     /// A resolver whose answer the test sets: addresses, or an error.
     #[derive(Clone, Default)]
-    struct FakeDns(Arc<std::sync::Mutex<Option<Vec<SocketAddr>>>>);
+    struct FakeDns(Arc<Mutex<Option<Vec<SocketAddr>>>>);
 
     impl FakeDns {
         fn answer(&self, addrs: Option<&[&str]>) {

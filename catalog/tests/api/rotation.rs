@@ -19,7 +19,7 @@ const RELOAD_EVERY: Duration = Duration::from_millis(50);
 async fn wait_count<F, Fut>(what: &str, text_of: F, series: &str, count: f64)
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = String>,
+    Fut: Future<Output = String>,
 {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {

@@ -496,7 +496,7 @@ mod tests {
             let left = in_days(certificate_info(&cert).unwrap().time_left());
             assert!(left > 89.9, "{left} days for {cert:?}");
             assert!(matches(&cert, &key), "{cert:?} no longer matches {key:?}");
-            let identity = crate::keys::files::read_identity(&cert, &key).unwrap();
+            let identity = keys::files::read_identity(&cert, &key).unwrap();
             let ca = keys::read_trust_roots(&paths).unwrap();
             keys::verify_identity(&identity, &ca, usage, &cert).unwrap();
         }
