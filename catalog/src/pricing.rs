@@ -70,7 +70,7 @@ impl Pricer<'_> {
             let weight = products.len().min(MAX_CALLS_IN_FLIGHT);
             match self.admission.admit(weight).await {
                 Ok(ticket) => {
-                    self.metrics.admitted(ticket.waited);
+                    self.metrics.admission.admitted(ticket.waited);
                     span.set_attribute(
                         "ecommerce.admission.wait_ms",
                         ticket.waited.as_secs_f64() * 1000.0,
@@ -78,7 +78,7 @@ impl Pricer<'_> {
                     Some(ticket)
                 }
                 Err(reason) => {
-                    self.metrics.shed(reason, arrived.elapsed());
+                    self.metrics.admission.shed(reason, arrived.elapsed());
                     span.set_attribute("ecommerce.admission.shed", reason.reason());
                     return Err(reason);
                 }
@@ -95,7 +95,7 @@ impl Pricer<'_> {
             ticket.finish();
         }
         for result in &results {
-            self.metrics.discount_call(result);
+            self.metrics.discounts.discount_call(result);
         }
         let status = DiscountStatus::of(&results);
         log_failures(customer.id, &results);

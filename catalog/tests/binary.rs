@@ -5,9 +5,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use ecommerce::keys::{self, KeyPaths};
+use ecommerce::keys::KeyPaths;
 use testkit::{ServiceProcess, run_to_end};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 fn catalog() -> Command {
@@ -19,17 +18,11 @@ fn catalog() -> Command {
     command
 }
 
-/// A bare HTTP/1.1 GET, as curl would send it; returns the whole response.
+/// A bare HTTP/1.1 GET, as curl would send it, with `X-USER-ID` if given; returns the
+/// whole response.
 async fn http_get(addr: SocketAddr, path: &str, user_id: Option<&str>) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let header = user_id
-        .map(|id| format!("X-USER-ID: {id}\r\n"))
-        .unwrap_or_default();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{header}Connection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
+    let header: Vec<(&str, &str)> = user_id.map(|id| ("X-USER-ID", id)).into_iter().collect();
+    testkit::http_get(addr, path, &header).await
 }
 
 fn loopback(addr: SocketAddr) -> SocketAddr {
@@ -58,18 +51,9 @@ fn help_explains_the_port_the_discount_host_and_the_data() {
 // the child process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_prices_through_discount_over_tls_and_stops_on_sigterm() {
-    ecommerce::install_crypto_provider();
-    let dir = tempfile::tempdir().unwrap();
-    let paths = KeyPaths::new(dir.path());
-    keys::ensure_keys(&paths, &[]).unwrap();
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let discount_port = listener.local_addr().unwrap().port();
-    let identity = keys::read_server_identity(&paths).unwrap();
-    tokio::spawn(discount::run(
-        listener,
-        discount::Config::new(identity),
-        std::future::pending(),
-    ));
+    let (_dir, paths) = testkit::generated_keys();
+    let discount = testkit::start_discount(&paths).await;
+    let discount_port = discount.addr.port();
 
     let mut command = catalog();
     command
@@ -78,7 +62,7 @@ async fn the_binary_prices_through_discount_over_tls_and_stops_on_sigterm() {
             "DISCOUNT_SERVICE_HOST",
             format!("localhost:{discount_port}"),
         )
-        .env("KEYS_DIR", dir.path());
+        .env("KEYS_DIR", paths.dir());
     let mut process = ServiceProcess::spawn(command);
     let addr = loopback(process.wait_until_listening());
 
@@ -258,15 +242,12 @@ async fn the_access_log_names_each_request_with_its_id() {
         .parse()
         .unwrap();
 
-    let mut stream = tokio::net::TcpStream::connect(loopback(addr))
-        .await
-        .unwrap();
-    stream
-        .write_all(b"GET /products HTTP/1.1\r\nHost: x\r\nX-Request-ID: follow-me\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
+    let response = testkit::http_get(
+        loopback(addr),
+        "/products",
+        &[("X-Request-ID", "follow-me")],
+    )
+    .await;
     assert!(response.contains("x-request-id: follow-me"), "{response}");
 
     let line = process.wait_for_line("follow-me");

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use ecommerce::keys::{self, KeyPaths};
+use ecommerce::keys::KeyPaths;
 use ecommerce::telemetry::{self, LogFormat, Telemetry, TraceArgs};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -23,10 +23,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use testkit::{PATIENCE, ServiceProcess};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use testkit::{PATIENCE, Running, ServiceProcess, generated_keys, http_get, http_request, sample};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 
 /// Span kinds and status codes as OTLP numbers them.
@@ -211,50 +209,9 @@ impl Harness {
 }
 
 /// discount, in this process (its spans go out through the harness's telemetry).
-struct Discount {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Discount {
-    async fn start(keys: &KeyPaths) -> Self {
-        harness();
-        ecommerce::install_crypto_provider();
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let config = discount::Config::new(keys::read_server_identity(keys).unwrap());
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            discount::run(listener, config, async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("discount runs");
-        });
-        Self {
-            addr,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(PATIENCE, &mut self.task)
-            .await
-            .expect("discount stops")
-            .unwrap();
-    }
-}
-
-fn generated_keys() -> (tempfile::TempDir, KeyPaths) {
-    let dir = tempfile::tempdir().unwrap();
-    let paths = KeyPaths::new(dir.path().join("keys"));
-    keys::ensure_keys(&paths, &[]).unwrap();
-    (dir, paths)
+async fn start_discount(keys: &KeyPaths) -> Running {
+    harness();
+    testkit::start_discount(keys).await
 }
 
 /// The catalog binary, in text log format, pointed at `discount`, with `env` added.
@@ -321,7 +278,7 @@ const CALLER_SPAN: &str = "00f067aa0ba902b7";
 /// `GET /products` as customer 1 with a `traceparent`; returns the status line, the
 /// `X-Discount-Status` value and the body.
 async fn get_products(addr: SocketAddr, trace_id: &str) -> (String, String, String) {
-    let response = get(
+    let response = http_request(
         addr,
         &format!(
             "GET /products HTTP/1.1\r\nHost: x\r\nX-USER-ID: 1\r\n\
@@ -340,25 +297,12 @@ async fn get_products(addr: SocketAddr, trace_id: &str) -> (String, String, Stri
     (status, discount_status, body.to_owned())
 }
 
-/// Sends `request` and reads the whole response (the request asks to close).
-async fn get(addr: SocketAddr, request: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
-}
-
 /// Waits (bounded) until the catalog's health checks have found its one discount replica
 /// serving. Until then a check may still be on its way, and find discount stopping.
 async fn wait_until_checked_serving(addr: SocketAddr) {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let metrics = get(
-            addr,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await;
+        let metrics = http_get(addr, "/metrics", &[]).await;
         if metrics
             .lines()
             .any(|line| line == r#"catalog_discount_replicas{health="serving"} 1"#)
@@ -379,7 +323,7 @@ const DISCOUNTED: [&str; 3] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_request_is_one_trace_across_both_services() {
     let (_dir, keys) = generated_keys();
-    let discount = Discount::start(&keys).await;
+    let discount = start_discount(&keys).await;
     let exporter = exporting_to_the_receiver();
     let mut catalog = catalog(
         &keys,
@@ -550,7 +494,7 @@ fn waterfall(spans: &[ReceivedSpan]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_discount_down_the_client_spans_carry_the_error_and_the_body_is_whole() {
     let (_dir, keys) = generated_keys();
-    let discount = Discount::start(&keys).await;
+    let discount = start_discount(&keys).await;
     let exporter = exporting_to_the_receiver();
     // Health checks rarely, so that the calls, not a check, find discount gone.
     let mut catalog = catalog(
@@ -596,7 +540,7 @@ async fn with_discount_down_the_client_spans_carry_the_error_and_the_body_is_who
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_export_off_the_trace_still_reaches_discount_and_the_logs() {
     let (_dir, keys) = generated_keys();
-    let discount = Discount::start(&keys).await;
+    let discount = start_discount(&keys).await;
     let mut catalog = catalog(
         &keys,
         discount.addr,
@@ -634,7 +578,7 @@ async fn with_export_off_the_trace_still_reaches_discount_and_the_logs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_or_missing_collector_does_not_touch_requests() {
     let (_dir, keys) = generated_keys();
-    let discount = Discount::start(&keys).await;
+    let discount = start_discount(&keys).await;
     // A collector that accepts connections and never answers, and one that is not there.
     let stalled = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let missing = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
@@ -669,7 +613,7 @@ async fn a_stalled_or_missing_collector_does_not_touch_requests() {
                 started.elapsed()
             );
         }
-        let metrics = http_get(addr, "/metrics").await;
+        let metrics = http_get(addr, "/metrics", &[("Accept", "text/plain")]).await;
         let lost = sample(&metrics, r#"catalog_trace_spans_total{outcome="dropped"}"#)
             + sample(&metrics, r#"catalog_trace_spans_total{outcome="failed"}"#);
         assert!(
@@ -691,23 +635,4 @@ async fn a_stalled_or_missing_collector_does_not_touch_requests() {
     }
     drop(stalled);
     discount.stop().await;
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
-}
-
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{series} not in:\n{text}"))
-        .parse()
-        .unwrap()
 }

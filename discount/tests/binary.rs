@@ -528,15 +528,6 @@ async fn a_certificate_that_expires_while_serving_is_noticed_and_a_renewal_bring
 
 /// `GET /metrics` in the text format, from `addr` (host:port).
 async fn scrape_text(addr: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(
-            b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\nConnection: close\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
+    let addr = addr.parse().expect("an IP:port");
+    testkit::http_get(addr, "/metrics", &[("Accept", "text/plain")]).await
 }

@@ -71,7 +71,7 @@ pub async fn handle(
 
 async fn answer(app: &App, request: &Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
-    let _in_flight = app.metrics.in_flight();
+    let _in_flight = app.metrics.http.in_flight();
     let id = request_id::from_client(request.headers()).unwrap_or_else(request_id::generate);
     let route = route_label(request.uri().path());
     let span = trace::request_span(request, &id, route);
@@ -87,7 +87,7 @@ async fn answer(app: &App, request: &Request<Incoming>) -> Response<Body> {
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    app.metrics.request_done(route, status, elapsed);
+    app.metrics.http.request_done(route, status, elapsed);
     trace::request_answered(&span, status);
     span.in_scope(|| {
         tracing::info!(

@@ -64,10 +64,12 @@ pub(super) async fn products(
         DISCOUNT_STATUS_HEADER,
         HeaderValue::from_static(prices.status.name()),
     );
-    app.metrics.products_answered(prices.status);
+    app.metrics.discounts.products_answered(prices.status);
     trace::current().set_attribute("ecommerce.discount.status", prices.status.name());
     if prices.admitted {
-        app.metrics.admitted_request_done(arrived.elapsed());
+        app.metrics
+            .admission
+            .admitted_request_done(arrived.elapsed());
     }
     response
 }

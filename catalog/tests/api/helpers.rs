@@ -1,7 +1,7 @@
 //! Starting real services for the tests: discount and catalog in-process, each on a port
 //! the OS picks, TLS on, keys generated into a temporary directory.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use hyper::header::HeaderMap;
 use hyper_util::rt::TokioIo;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
@@ -28,60 +28,18 @@ pub const CUSTOMER_1_BODY: &str = r#"[{"id":1,"slug":"iphone-x","description":"6
 /// The same products with no discounts.
 pub const UNDISCOUNTED_BODY: &str = r#"[{"id":1,"slug":"iphone-x","description":"64GB, black and iOS 12","price_in_cents":99999},{"id":2,"slug":"notebook-avell-g1511","description":"Notebook Gamer Intel Core i7","price_in_cents":150000},{"id":3,"slug":"playstation-4-slim","description":"1TB Console","price_in_cents":32999}]"#;
 
-/// A keys directory with a freshly generated CA and server certificate.
-pub fn generated_keys() -> (TempDir, KeyPaths) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let paths = KeyPaths::new(dir.path().join("keys"));
-    keys::ensure_keys(&paths, &[]).expect("keys generated");
-    (dir, paths)
-}
-
-/// A server running in this test's runtime, stopped when dropped or by [`Self::stop`].
-pub struct Running {
-    pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-}
-
-impl Running {
-    /// Sends the shutdown signal, without waiting.
-    pub fn begin_stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-
-    /// Sends the shutdown signal and waits (at most 30 s) for the server to return.
-    pub async fn stop(mut self) {
-        self.begin_stop();
-        tokio::time::timeout(Duration::from_secs(30), &mut self.task)
-            .await
-            .expect("the server stops")
-            .expect("server task");
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn loopback_listener() -> TcpListener {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .expect("bind port 0")
-}
+pub use testkit::{Running, assert_samples, generated_keys, loopback as loopback_listener, sample};
 
 /// Starts the discount service with the server identity in `keys`.
 pub async fn spawn_discount(keys: &KeyPaths) -> Running {
-    serve_discount(keys, loopback_listener().await)
+    testkit::start_discount(keys).await
 }
 
 /// Starts the discount service on `addr`, which must be free.
 pub async fn spawn_discount_on(keys: &KeyPaths, addr: SocketAddr) -> Running {
-    serve_discount(
-        keys,
+    let identity = keys::read_server_identity(keys).expect("identity");
+    testkit::start_discount_with(
+        discount::Config::new(identity),
         TcpListener::bind(addr).await.expect("the port is free"),
     )
 }
@@ -90,35 +48,12 @@ pub async fn spawn_discount_on(keys: &KeyPaths, addr: SocketAddr) -> Running {
 pub async fn spawn_discount_requiring_client_certs(keys: &KeyPaths) -> Running {
     let mut config = discount::Config::new(keys::read_server_identity(keys).expect("identity"));
     config.client_ca_pem = Some(keys::read_trust_roots(keys).expect("CA"));
-    serve_discount_with(config, loopback_listener().await)
-}
-
-fn serve_discount(keys: &KeyPaths, listener: TcpListener) -> Running {
-    let identity = keys::read_server_identity(keys).expect("identity");
-    serve_discount_with(discount::Config::new(identity), listener)
+    testkit::start_discount_with(config, loopback_listener().await)
 }
 
 /// Starts discount with `config` on a port the OS picks.
 pub async fn spawn_discount_with(config: discount::Config) -> Running {
-    serve_discount_with(config, loopback_listener().await)
-}
-
-fn serve_discount_with(config: discount::Config, listener: TcpListener) -> Running {
-    ecommerce::install_crypto_provider();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(async move {
-        discount::run(listener, config, async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("discount runs");
-    });
-    Running {
-        addr,
-        stop: Some(stop),
-        task,
-    }
+    testkit::start_discount_with(config, loopback_listener().await)
 }
 
 /// Discount client settings for a test: trusting `trust`'s CA, discount at
@@ -155,19 +90,11 @@ pub async fn config_with(data: Catalog, settings: DiscountSettings) -> catalog::
 pub async fn spawn_catalog(config: catalog::Config) -> Running {
     let listener = loopback_listener().await;
     let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(async move {
-        catalog::run(listener, config, async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("catalog runs");
-    });
-    Running {
-        addr,
-        stop: Some(stop),
-        task,
-    }
+    Running::spawn(addr, |shutdown| async move {
+        catalog::run(listener, config, shutdown)
+            .await
+            .expect("catalog runs");
+    })
 }
 
 /// A discount service on a runtime of its own, so that [`Self::kill`] can stop it the way
@@ -315,23 +242,15 @@ pub async fn spawn_recording_discount(
         identity.cert_chain_pem,
         identity.private_key_pem,
     ));
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(async move {
+    let running = Running::spawn(addr, |shutdown| async move {
         Server::builder()
             .tls_config(tls)
             .expect("tls")
             .add_service(DiscountServer::new(service))
-            .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
-                let _ = stopped.await;
-            })
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
             .await
             .expect("faulty discount runs");
     });
-    let running = Running {
-        addr,
-        stop: Some(stop),
-        task,
-    };
     (running, request_ids)
 }
 
@@ -526,15 +445,6 @@ pub fn assert_whole_catalog(response: &TestResponse) {
             assert_eq!(discount, &want["discount_value"], "{}", response.body);
         }
     }
-}
-
-/// The value of the sample line that starts with `series ` (labels included).
-pub fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{series} not in:\n{text}"))
-        .parse()
-        .unwrap()
 }
 
 /// The catalog's metrics now, as text.

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::helpers::{
-    Fault, catalog_config, discount_address, generated_keys, get_products, request, sample,
-    spawn_catalog, spawn_pair, spawn_recording_discount,
+    Fault, assert_samples, catalog_config, discount_address, generated_keys, get_products, request,
+    sample, spawn_catalog, spawn_pair, spawn_recording_discount,
 };
 
 #[tokio::test]
@@ -131,52 +131,36 @@ async fn metrics_count_requests_discount_outcomes_fallbacks_and_breakers() {
             .starts_with("application/openmetrics-text")
     );
     let text = &scraped.body;
-    assert_eq!(
-        sample(
-            text,
-            r#"catalog_http_requests_total{route="/products",status="200"}"#
-        ),
-        3.0
-    );
-    assert_eq!(
-        sample(
-            text,
-            r#"catalog_http_requests_total{route="/products",status="400"}"#
-        ),
-        1.0
-    );
-    assert_eq!(
-        sample(
-            text,
-            r#"catalog_http_requests_total{route="other",status="404"}"#
-        ),
-        1.0
-    );
-    assert_eq!(
-        sample(text, r#"catalog_discount_calls_total{outcome="applied"}"#),
-        3.0
-    );
-    assert_eq!(
-        sample(
-            text,
-            r#"catalog_discount_calls_total{outcome="no_discount"}"#
-        ),
-        3.0
-    );
-    assert_eq!(
-        sample(
-            text,
-            r#"catalog_discount_calls_total{outcome="unavailable"}"#
-        ),
-        3.0
-    );
-    assert_eq!(sample(text, "catalog_discount_fallbacks_total"), 3.0);
-    assert_eq!(
-        sample(
-            text,
-            r#"catalog_http_request_duration_seconds_count{route="/products"}"#
-        ),
-        4.0
+    assert_samples(
+        text,
+        &[
+            (
+                r#"catalog_http_requests_total{route="/products",status="200"}"#,
+                3.0,
+            ),
+            (
+                r#"catalog_http_requests_total{route="/products",status="400"}"#,
+                1.0,
+            ),
+            (
+                r#"catalog_http_requests_total{route="other",status="404"}"#,
+                1.0,
+            ),
+            (r#"catalog_discount_calls_total{outcome="applied"}"#, 3.0),
+            (
+                r#"catalog_discount_calls_total{outcome="no_discount"}"#,
+                3.0,
+            ),
+            (
+                r#"catalog_discount_calls_total{outcome="unavailable"}"#,
+                3.0,
+            ),
+            ("catalog_discount_fallbacks_total", 3.0),
+            (
+                r#"catalog_http_request_duration_seconds_count{route="/products"}"#,
+                4.0,
+            ),
+        ],
     );
     // The latency objective's bound is a bucket: the alert rules read it.
     assert!(

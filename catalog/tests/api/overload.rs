@@ -9,9 +9,9 @@ use catalog::discounts::breaker::BreakerSettings;
 use catalog::overload::admission::AdmissionSettings;
 
 use crate::helpers::{
-    CUSTOMER_1_BODY, Fault, Gate, assert_whole_catalog, catalog_config, config_with,
-    discount_address, discount_status, generated_keys, get_products, request, sample, scrape,
-    settings, spawn_catalog, spawn_discount, spawn_discount_with, spawn_faulty_discount,
+    CUSTOMER_1_BODY, Fault, Gate, assert_samples, assert_whole_catalog, catalog_config,
+    config_with, discount_address, discount_status, generated_keys, get_products, request, sample,
+    scrape, settings, spawn_catalog, spawn_discount, spawn_discount_with, spawn_faulty_discount,
 };
 
 /// Admission for one request of three products at a time.
@@ -85,22 +85,21 @@ async fn a_request_that_waits_too_long_for_admission_gets_503_with_retry_after_a
     assert_eq!(discount_status(&admitted), "complete");
 
     let metrics = scrape(addr).await;
-    assert_eq!(
-        sample(
-            &metrics,
-            r#"catalog_requests_shed_total{reason="queue_timeout"}"#
-        ),
-        1.0
+    assert_samples(
+        &metrics,
+        &[
+            (
+                r#"catalog_requests_shed_total{reason="queue_timeout"}"#,
+                1.0,
+            ),
+            ("catalog_requests_admitted_total", 1.0),
+            (
+                r#"catalog_http_requests_total{route="/products",status="503"}"#,
+                1.0,
+            ),
+            ("catalog_admission_limit", 3.0),
+        ],
     );
-    assert_eq!(sample(&metrics, "catalog_requests_admitted_total"), 1.0);
-    assert_eq!(
-        sample(
-            &metrics,
-            r#"catalog_http_requests_total{route="/products",status="503"}"#
-        ),
-        1.0
-    );
-    assert_eq!(sample(&metrics, "catalog_admission_limit"), 3.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
