@@ -7,21 +7,24 @@
 //!   gRPC health checking and reflection.
 //! - [`tls`]: TLS on the gRPC port with rustls, and new certificates without a restart.
 //! - [`limits`]: the request size limit, reported as RESOURCE_EXHAUSTED.
-//! - [`metrics`]: Prometheus metrics of every call, and their plaintext listener.
+//! - [`observe`]: each call seen once, its status code reported to the metrics and its span.
+//! - [`metrics`]: Prometheus metrics of every call.
+//! - [`trace`]: discount's OpenTelemetry spans, made in one place.
 //! - [`config`]: the command line of the `discount` binary.
 //! - [`healthcheck`]: `discount healthcheck`, a gRPC health check over TLS.
 //!
 //! `main.rs` only parses the command line, makes sure the keys exist, binds and calls
 //! [`run`]; the tests call the same [`run`] on a port the OS picks.
-#![forbid(unsafe_code)]
 
 pub mod config;
 pub mod healthcheck;
 pub mod limits;
 pub mod metrics;
+pub mod observe;
 pub mod pricing;
 pub mod server;
 pub mod service;
 pub mod tls;
+pub mod trace;
 
 pub use server::{Config, ServeError, run};

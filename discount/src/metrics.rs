@@ -1,5 +1,5 @@
-//! Prometheus metrics of the discount service, and the plaintext HTTP listener that serves
-//! them (the gRPC port speaks TLS gRPC only).
+//! Prometheus metrics of the discount service (served on a plaintext listener of their own
+//! by `ecommerce::metrics::server`; the gRPC port speaks TLS gRPC only).
 //!
 //! - `discount_grpc_server_handled_total{grpc_method, grpc_code}`: finished calls by gRPC
 //!   status code;
@@ -10,38 +10,22 @@
 //!   certificate and the `ca` expire (Unix time);
 //! - `discount_tls_reloads_total{outcome}`: changed TLS files `ok` (in use) or `rejected`.
 //!
-//! The same layer starts each call's OpenTelemetry server span, continuing the caller's
-//! trace (W3C `traceparent` in the metadata), and ends it with the status code: both need
-//! the code, which is read once, here. Health checks get no span (a probe every second
-//! would bury the calls that matter); they are still counted.
-//!
-//! Calls are counted by a tower layer around the whole gRPC server ([`MetricsLayer`]), so a
-//! request that never reaches the handler also counts, under the code tonic gave it (an
-//! undecodable message, an unknown method). The code is read from the response's trailers,
-//! or from its headers for a "trailers-only" error. A call whose client went away before
-//! the status was sent counts as `CANCELLED`. `grpc_method` is one of the methods this
+//! Calls are counted by [`crate::observe`], around the whole gRPC server, so a request
+//! that never reaches the handler also counts. `grpc_method` is one of the methods this
 //! server has, or `other`: an arbitrary path must not create a new time series.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
 use ecommerce::metrics::{ExpiryGauges, ReloadCounters};
 use ecommerce::telemetry::export::SpanCounters;
-use ecommerce::telemetry::propagation;
 use ecommerce::tls_reload::ReloadMetrics;
-use hyper::body::{Body, Frame, SizeHint};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tonic::Code;
-use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// Methods counted by name; anything else is `other`.
 const KNOWN_METHODS: [&str; 3] = [
@@ -127,7 +111,8 @@ impl Metrics {
         ecommerce::metrics::encode(&self.registry, accept)
     }
 
-    fn record(&self, method: &'static str, code: Code, started: Instant) {
+    /// Counts a finished call of `method` (a [`method_label`]) and its time since `started`.
+    pub fn record(&self, method: &'static str, code: Code, started: Instant) {
         self.handled
             .get_or_create(&CallLabels {
                 grpc_method: method,
@@ -140,6 +125,15 @@ impl Metrics {
             })
             .observe(started.elapsed().as_secs_f64());
     }
+}
+
+/// The `grpc_method` label of a request path: a method this server has, or `other`.
+pub fn method_label(path: &str) -> &'static str {
+    KNOWN_METHODS
+        .iter()
+        .find(|known| **known == path)
+        .copied()
+        .unwrap_or("other")
 }
 
 /// The canonical name of a status code, as the gRPC specification spells it.
@@ -162,224 +156,6 @@ fn code_name(code: Code) -> &'static str {
         Code::Unavailable => "UNAVAILABLE",
         Code::DataLoss => "DATA_LOSS",
         Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
-fn grpc_status(headers: &http::HeaderMap) -> Option<Code> {
-    headers
-        .get("grpc-status")
-        .map(|value| Code::from_bytes(value.as_bytes()))
-}
-
-/// Counts every call through the server it wraps (see the module docs).
-#[derive(Debug, Clone)]
-pub struct MetricsLayer {
-    metrics: Metrics,
-}
-
-impl MetricsLayer {
-    /// A layer recording into `metrics`.
-    pub fn new(metrics: Metrics) -> Self {
-        Self { metrics }
-    }
-}
-
-impl<S> tower::Layer<S> for MetricsLayer {
-    type Service = MetricsService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        MetricsService {
-            inner,
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-/// The service [`MetricsLayer`] makes.
-#[derive(Debug, Clone)]
-pub struct MetricsService<S> {
-    inner: S,
-    metrics: Metrics,
-}
-
-impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for MetricsService<S>
-where
-    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
-    S::Future: Send + 'static,
-    ResBody: Body<Data = Bytes> + Unpin,
-{
-    type Response = http::Response<MetricsBody<ResBody>>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let path = request.uri().path();
-        let method = KNOWN_METHODS
-            .iter()
-            .find(|known| **known == path)
-            .copied()
-            .unwrap_or("other");
-        let span = server_span(path, request.headers());
-        // Without spans, the caller's context is kept for the call's log lines.
-        let incoming = propagation::incoming(request.headers());
-        let mut pending = Some(PendingCall {
-            metrics: self.metrics.clone(),
-            method,
-            started: Instant::now(),
-            span: span.clone(),
-        });
-        let response = match &span {
-            Some(span) => span.in_scope(|| self.inner.call(request)),
-            None => self.inner.call(request),
-        };
-        let answered = async move {
-            let response = response.await?;
-            // A trailers-only response carries its status in the headers.
-            if let Some(code) = grpc_status(response.headers())
-                && let Some(call) = pending.take()
-            {
-                call.finish(code);
-            }
-            Ok(response.map(|inner| MetricsBody { inner, pending }))
-        };
-        let answered = propagation::scope(incoming, answered);
-        match span {
-            Some(span) => Box::pin(answered.instrument(span)),
-            None => Box::pin(answered),
-        }
-    }
-}
-
-/// The server span of a call (`None` for health checks): named and shaped by the
-/// semantic conventions for RPC, its parent the caller's span if the metadata names one.
-/// The handler records the request's fields on it (`request_id`, `customer_id`,
-/// `product_id`), and its log lines are span events.
-fn server_span(path: &str, headers: &http::HeaderMap) -> Option<tracing::Span> {
-    if path.starts_with("/grpc.health.v1.Health/") {
-        return None;
-    }
-    if !propagation::spans_enabled() {
-        // For the log lines only (see the handler).
-        return Some(tracing::info_span!(
-            "grpc_call",
-            request_id = tracing::field::Empty,
-            customer_id = tracing::field::Empty,
-            product_id = tracing::field::Empty,
-        ));
-    }
-    let name = path.strip_prefix('/').unwrap_or(path);
-    let (service, method) = name.split_once('/').unwrap_or((name, ""));
-    let span = tracing::info_span!(
-        "grpc_call",
-        request_id = tracing::field::Empty,
-        customer_id = tracing::field::Empty,
-        product_id = tracing::field::Empty,
-        otel.name = name,
-        otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-    );
-    propagation::continue_trace(&span, headers);
-    span.set_attribute("rpc.system", "grpc");
-    span.set_attribute("rpc.service", service.to_owned());
-    span.set_attribute("rpc.method", method.to_owned());
-    Some(span)
-}
-
-/// Status codes that are the server's failure, for the span's status (semantic
-/// conventions for gRPC servers): the others are the client's doing.
-fn server_error(code: Code) -> bool {
-    matches!(
-        code,
-        Code::Unknown
-            | Code::DeadlineExceeded
-            | Code::Unimplemented
-            | Code::Internal
-            | Code::Unavailable
-            | Code::DataLoss
-    )
-}
-
-/// A call whose status has not been seen yet.
-struct PendingCall {
-    metrics: Metrics,
-    method: &'static str,
-    started: Instant,
-    span: Option<tracing::Span>,
-}
-
-impl PendingCall {
-    fn finish(self, code: Code) {
-        self.metrics.record(self.method, code, self.started);
-        if let Some(span) = self.span.as_ref().filter(|_| propagation::spans_enabled()) {
-            span.set_attribute("rpc.grpc.status_code", code as i64);
-            if server_error(code) {
-                span.record("otel.status_code", "error");
-            }
-        }
-    }
-}
-
-/// A response body that records its call when the status goes by (or when it is dropped
-/// first: the client went away).
-pub struct MetricsBody<B> {
-    inner: B,
-    pending: Option<PendingCall>,
-}
-
-impl<B> Body for MetricsBody<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(code) = frame.trailers_ref().and_then(grpc_status)
-                    && let Some(call) = self.pending.take()
-                {
-                    call.finish(code);
-                }
-            }
-            Poll::Ready(Some(Err(_))) => {
-                if let Some(call) = self.pending.take() {
-                    call.finish(Code::Internal);
-                }
-            }
-            Poll::Ready(None) => {
-                // The body ended without a status: not a valid gRPC response.
-                if let Some(call) = self.pending.take() {
-                    call.finish(Code::Unknown);
-                }
-            }
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl<B> Drop for MetricsBody<B> {
-    fn drop(&mut self) {
-        if let Some(call) = self.pending.take() {
-            call.finish(Code::Cancelled);
-        }
     }
 }
 

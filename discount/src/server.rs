@@ -37,7 +37,8 @@ use tonic_health::server::HealthReporter;
 use tower::layer::util::{Identity, Stack};
 
 use crate::limits::{DEFAULT_MAX_REQUEST_BYTES, OversizeStatusLayer};
-use crate::metrics::{Metrics, MetricsLayer};
+use crate::metrics::Metrics;
+use crate::observe::ObserveLayer;
 use crate::service::DiscountService;
 use crate::tls::{self, TlsError, TlsFiles, TlsState};
 
@@ -174,10 +175,10 @@ pub async fn run(
 }
 
 /// The TLS port's router: its services behind its layers.
-type GrpcRouter = Router<Stack<OversizeStatusLayer, Stack<MetricsLayer, Identity>>>;
+type GrpcRouter = Router<Stack<OversizeStatusLayer, Stack<ObserveLayer, Identity>>>;
 
 /// The TLS port's services: discount, health, reflection (v1 and v1alpha), behind the
-/// metrics and message-size layers.
+/// observing and message-size layers.
 fn grpc_router(
     config: &Config,
     health_service: HealthServer<impl Health>,
@@ -198,7 +199,7 @@ fn grpc_router(
         // Finds dead peers (a catalog host that vanished) instead of keeping their streams.
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .layer(MetricsLayer::new(config.metrics.clone()))
+        .layer(ObserveLayer::new(config.metrics.clone()))
         .layer(OversizeStatusLayer)
         .add_service(
             DiscountServer::new(DiscountService)

@@ -3,9 +3,8 @@
 use ecommerce::pb::discount_server::Discount;
 use ecommerce::pb::{DiscountRequest, DiscountResponse};
 use tonic::{Request, Response, Status};
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::pricing;
+use crate::{pricing, trace};
 
 /// Implements `ecommerce.Discount`. It holds no state: every answer follows from the request.
 #[derive(Debug, Default, Clone)]
@@ -18,8 +17,8 @@ impl Discount for DiscountService {
     /// A request without a product cannot be answered and is `INVALID_ARGUMENT`. A request
     /// without a customer is well-formed: nobody to discount, so no discount.
     ///
-    /// It runs in the call's server span ([`crate::metrics::MetricsLayer`] starts it), and
-    /// records the request's fields and the rule's outcome on it.
+    /// It runs in the call's server span ([`crate::trace::server_span`]), and records the
+    /// request's fields and the rule's outcome on it.
     async fn apply_discount(
         &self,
         request: Request<DiscountRequest>,
@@ -53,9 +52,7 @@ impl Discount for DiscountService {
             .discount_value
             .as_ref()
             .filter(|value| value.pct > 0.0);
-        if ecommerce::telemetry::spans_enabled() {
-            span.set_attribute("ecommerce.discount.applied", applied.is_some());
-        }
+        trace::discount_applied(applied.is_some());
         match applied {
             Some(value) => {
                 tracing::info!(value_in_cents = value.value_in_cents, "discount applied");

@@ -17,7 +17,6 @@
 //! - [`cli`]: the flags both services take, declared once.
 //! - [`telemetry`]: logs and traces: the `tracing` subscriber both binaries install, W3C
 //!   trace context propagation, OTLP export, trace ids in log lines.
-#![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod codec;
