@@ -33,10 +33,10 @@
 //! [`hedging`] (one product's calls), and this module's [`Discounts`] (a request's calls).
 
 mod attempt;
-pub mod breaker;
-pub mod budget;
+mod breaker;
+mod budget;
 mod context;
-pub mod health;
+mod health;
 mod health_check;
 mod hedging;
 mod outcome;

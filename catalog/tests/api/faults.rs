@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use catalog::data::Catalog;
-use catalog::discounts::breaker::BreakerSettings;
+use catalog::discounts::BreakerSettings;
 use tokio::net::TcpListener;
 
 use crate::helpers::{

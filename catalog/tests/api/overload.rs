@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use catalog::data::Catalog;
-use catalog::discounts::breaker::BreakerSettings;
+use catalog::discounts::BreakerSettings;
 use catalog::overload::admission::AdmissionSettings;
 
 use crate::helpers::{

@@ -126,24 +126,31 @@ pub fn ensure_client_keys(paths: &KeyPaths) -> Result<KeysOrigin, KeyError> {
                 dir: paths.dir().to_owned(),
             });
         }
-        let pem = String::from_utf8_lossy(&read_private(&ca_key_path)?).into_owned();
-        let ca_key = KeyPair::from_pem(&pem).map_err(|source| KeyError::CaKey {
-            path: ca_key_path,
-            source,
-        })?;
-        let ca_pem = String::from_utf8_lossy(&read_certificates(&paths.ca_cert())?).into_owned();
-        // The CA's name is read from ca.pem: each generated CA has a name of its own.
-        let issuer =
-            Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(|source| KeyError::CaKey {
-                path: paths.ca_cert(),
-                source,
-            })?;
+        let (issuer, ca_pem) = kept_ca(paths)?;
         write_client_keys(paths, &issuer, &ca_pem, Validity::default().leaf)?;
         sync_dir(paths.dir())?;
         KeysOrigin::Generated
     };
     drop(lock);
     Ok(origin)
+}
+
+/// The CA kept in the directory, to issue leaves with (`ca.key` must exist), and its
+/// certificate as PEM.
+pub(crate) fn kept_ca(paths: &KeyPaths) -> Result<(Issuer<'static, KeyPair>, String), KeyError> {
+    let ca_key_path = paths.ca_key();
+    let pem = String::from_utf8_lossy(&read_private(&ca_key_path)?).into_owned();
+    let ca_key = KeyPair::from_pem(&pem).map_err(|source| KeyError::CaKey {
+        path: ca_key_path,
+        source,
+    })?;
+    let ca_pem = String::from_utf8_lossy(&read_certificates(&paths.ca_cert())?).into_owned();
+    // The CA's name is read from ca.pem: each generated CA has a name of its own.
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(|source| KeyError::CaKey {
+        path: paths.ca_cert(),
+        source,
+    })?;
+    Ok((issuer, ca_pem))
 }
 
 /// Neither `ca.pem` nor `cert.pem`: the only case in which a reader of trust roots may

@@ -12,12 +12,12 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rcgen::{Issuer, KeyPair};
+use rcgen::KeyPair;
 use x509_parser::extensions::GeneralName;
 use x509_parser::pem::Pem;
 
 use super::error::KeyError;
-use super::files::{lock, read, read_certificates, read_private, sync_dir, write_atomically};
+use super::files::{lock, read, read_private, sync_dir, write_atomically};
 use super::issue::{self, Leaf, Validity, leaf_params};
 use super::paths::KeyPaths;
 
@@ -208,22 +208,69 @@ pub fn renew(
     }
     // Decided first, reading only: a directory with nothing to renew is never locked or
     // written (it may be mounted read-only, as compose mounts the keys volume).
-    let mut done = Vec::new();
+    let (mut done, due) = due_leaves(paths, server_names, renew_before)?;
+    if due.is_empty() {
+        return Ok(done);
+    }
+    let lock = lock(paths)?;
+    let (issuer, ca_pem) = issue::kept_ca(paths)?;
+    for leaf in due {
+        let key_pem = String::from_utf8_lossy(&read_private(&leaf.key_path)?).into_owned();
+        let key = KeyPair::from_pem(&key_pem).map_err(|source| KeyError::CaKey {
+            path: leaf.key_path.clone(),
+            source,
+        })?;
+        let params = leaf_params(leaf.kind, &leaf.names, validity.leaf)?;
+        let cert = params.signed_by(&key, &issuer)?;
+        write_atomically(
+            &leaf.cert_path,
+            format!("{}{ca_pem}", cert.pem()).as_bytes(),
+            0o644,
+        )?;
+        done.push(Renewal {
+            path: leaf.cert_path,
+            renewed: true,
+            reason: leaf.reason,
+        });
+    }
+    sync_dir(paths.dir())?;
+    drop(lock);
+    Ok(done)
+}
+
+/// A leaf that [`renew`] will reissue.
+struct DueLeaf {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    kind: Leaf,
+    /// The names it must carry.
+    names: Vec<String>,
+    /// Why it is due, in words.
+    reason: String,
+}
+
+/// The leaves of `paths` that are fine (as [`Renewal`]s, not renewed), and those due.
+fn due_leaves(
+    paths: &KeyPaths,
+    server_names: &[String],
+    renew_before: Duration,
+) -> Result<(Vec<Renewal>, Vec<DueLeaf>), KeyError> {
+    let mut fine = Vec::new();
     let mut due = Vec::new();
     let leaves = [
         (paths.server_cert(), paths.server_key(), Leaf::Server),
         (paths.client_cert(), paths.client_key(), Leaf::Client),
     ];
-    for (cert_path, key_path, leaf) in leaves {
+    for (cert_path, key_path, kind) in leaves {
         if !cert_path.exists() {
             continue;
         }
         let info = certificate_info(&cert_path)?;
-        let wanted: Vec<String> = match leaf {
+        let names: Vec<String> = match kind {
             Leaf::Server => issue::server_names(server_names),
             Leaf::Client => Vec::new(),
         };
-        let missing: Vec<&String> = wanted
+        let missing: Vec<&String> = names
             .iter()
             .filter(|name| !info.names.contains(name))
             .collect();
@@ -234,52 +281,22 @@ pub fn renew(
         } else if left < renew_before {
             days_left
         } else {
-            done.push(Renewal {
+            fine.push(Renewal {
                 path: cert_path,
                 renewed: false,
                 reason: days_left,
             });
             continue;
         };
-        due.push((cert_path, key_path, leaf, wanted, reason));
-    }
-    if due.is_empty() {
-        return Ok(done);
-    }
-
-    let lock = lock(paths)?;
-    let ca_pem = String::from_utf8_lossy(&read_certificates(&paths.ca_cert())?).into_owned();
-    let ca_key_pem = String::from_utf8_lossy(&read_private(&ca_key_path)?).into_owned();
-    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|source| KeyError::CaKey {
-        path: ca_key_path.clone(),
-        source,
-    })?;
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(|source| KeyError::CaKey {
-        path: paths.ca_cert(),
-        source,
-    })?;
-    for (cert_path, key_path, leaf, wanted, reason) in due {
-        let key_pem = String::from_utf8_lossy(&read_private(&key_path)?).into_owned();
-        let key = KeyPair::from_pem(&key_pem).map_err(|source| KeyError::CaKey {
-            path: key_path.clone(),
-            source,
-        })?;
-        let params = leaf_params(leaf, &wanted, validity.leaf)?;
-        let cert = params.signed_by(&key, &issuer)?;
-        write_atomically(
-            &cert_path,
-            format!("{}{ca_pem}", cert.pem()).as_bytes(),
-            0o644,
-        )?;
-        done.push(Renewal {
-            path: cert_path,
-            renewed: true,
+        due.push(DueLeaf {
+            cert_path,
+            key_path,
+            kind,
+            names,
             reason,
         });
     }
-    sync_dir(paths.dir())?;
-    drop(lock);
-    Ok(done)
+    Ok((fine, due))
 }
 
 /// Logs when `what` (`"server"`, `"client"`, `"ca"`) in `path` expires: at info, as a
