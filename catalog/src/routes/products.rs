@@ -123,8 +123,8 @@ impl BadCustomerId {
     }
 }
 
-/// Reads `X-USER-ID`: `Ok(None)` when it is absent or blank, `Err` with the message for a
-/// 400 otherwise. The rules, all deterministic:
+/// Reads `X-USER-ID`: `Ok(None)` when it is absent or blank, a [`BadCustomerId`] (a 400)
+/// when it is not one customer id. The rules, all deterministic:
 ///
 /// - surrounding spaces and tabs are ignored;
 /// - the rest must be a decimal integer in the `i32` range, as Rust's `i32::from_str` reads
