@@ -182,31 +182,31 @@ impl DiscountMetrics {
 
     /// Brings the client's state and counts up to date (at scrape time).
     pub fn catch_up(&self, stats: &ClientStats) {
-        for state in [
-            BreakerState::Closed,
-            BreakerState::HalfOpen,
-            BreakerState::Open,
-        ] {
-            let count = stats.breakers.iter().filter(|s| **s == state).count();
-            self.breakers
-                .get_or_create(&StateLabels {
-                    state: state.name(),
-                })
-                .set(count as i64);
-        }
-        for health in [
-            Health::Unknown,
-            Health::Serving,
-            Health::NotServing,
-            Health::Unreachable,
-        ] {
-            let count = stats.health.iter().filter(|h| **h == health).count();
-            self.replicas
-                .get_or_create(&HealthLabels {
-                    health: health.name(),
-                })
-                .set(count as i64);
-        }
+        set_counts(
+            &self.breakers,
+            &[
+                BreakerState::Closed,
+                BreakerState::HalfOpen,
+                BreakerState::Open,
+            ],
+            &stats.breakers,
+            |state| StateLabels {
+                state: state.name(),
+            },
+        );
+        set_counts(
+            &self.replicas,
+            &[
+                Health::Unknown,
+                Health::Serving,
+                Health::NotServing,
+                Health::Unreachable,
+            ],
+            &stats.health,
+            |health| HealthLabels {
+                health: health.name(),
+            },
+        );
         self.client.catch_up(stats);
         for &(addr, ok, failed) in &stats.replica_calls {
             for (result, total) in [("ok", ok), ("failed", failed)] {
@@ -217,5 +217,18 @@ impl DiscountMetrics {
                 counter.inc_by(total.saturating_sub(counter.get()));
             }
         }
+    }
+}
+
+/// Sets the gauge of each value of `all` in `family` to how many of `seen` have it.
+fn set_counts<T: Copy + PartialEq, L: EncodeLabelSet + Clone + Eq + std::hash::Hash>(
+    family: &Family<L, Gauge>,
+    all: &[T],
+    seen: &[T],
+    label: impl Fn(T) -> L,
+) {
+    for &value in all {
+        let count = seen.iter().filter(|s| **s == value).count();
+        family.get_or_create(&label(value)).set(count as i64);
     }
 }
