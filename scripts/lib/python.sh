@@ -12,7 +12,9 @@ python_venv() {
         return
     fi
     echo "installing $* into $dir"
-    command -v python3 >/dev/null || apt_install python3 python3-venv
-    python3 -m venv "$dir" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$dir"; }
-    "$dir/bin/python" -m pip install -q --disable-pip-version-check "$@"
+    command -v python3 >/dev/null || apt_install python3 python3-venv || return 1
+    python3 -m venv "$dir" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$dir"; } || return 1
+    # pip retries a connection itself (5 times); from_registry retries what pip gave up on.
+    from_registry "pip install $*" "PyPI" \
+        "$dir/bin/python" -m pip install -q --disable-pip-version-check "$@"
 }
