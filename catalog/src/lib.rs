@@ -15,7 +15,8 @@
 //! - [`shop`]: the storefront, a page for people at `/shop`, embedded in the binary.
 //! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 //! - [`request_id`]: the id that follows a request through both services' logs.
-//! - [`tls_reload`]: a new CA to trust, or client certificate, without a restart.
+//! - [`tls`]: the TLS files, checked by one loader at start-up and on every reload (a new
+//!   CA to trust, or client certificate, without a restart).
 //! - [`server`]: [`run`], the hyper accept loop with timeouts and graceful shutdown.
 //! - [`config`]: the command line of the `catalog` binary.
 //! - [`healthcheck`]: `catalog healthcheck`, a readiness check for containers.
@@ -35,7 +36,7 @@ pub mod request_id;
 pub mod routes;
 pub mod server;
 pub mod shop;
-pub mod tls_reload;
+pub mod tls;
 pub mod trace;
 
 pub use server::{Config, ServeError, run};

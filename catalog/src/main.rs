@@ -1,15 +1,22 @@
 //! `catalog [PORT]`: see `catalog --help`.
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use catalog::config::{Cli, Command, ServeArgs};
 use catalog::data::Catalog;
 use catalog::discounts::Discounts;
+use catalog::tls::TlsFiles;
 use clap::Parser;
-use ecommerce::keys::{self, CertificateUse, KeyPaths};
-use ecommerce::{listener, shutdown, telemetry};
+use ecommerce::keys::{self, KeyPaths};
+use ecommerce::{listener, report, shutdown, telemetry};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    report::exit_code("catalog", run(cli))
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     ecommerce::install_crypto_provider();
     let runtime = ecommerce::runtime::build().context("cannot start the tokio runtime")?;
     match cli.command {
@@ -38,32 +45,30 @@ async fn serve(args: &ServeArgs, paths: &KeyPaths) -> anyhow::Result<()> {
         Some(path) => Catalog::from_file(path)?,
         None => Catalog::embedded(),
     };
-    let trust_roots_pem = keys::read_or_generate_trust_roots(paths)
-        .with_context(|| format!("cannot prepare TLS keys in {}", paths.dir().display()))?;
-    let client_identity = if args.client_cert {
-        keys::ensure_client_keys(paths)?;
-        let identity = keys::read_client_identity(paths)?;
-        let path = paths.client_cert();
-        keys::verify_identity(&identity, &trust_roots_pem, CertificateUse::Client, &path)?;
-        Some(identity)
-    } else {
-        None
+    let prepare = || -> Result<(), keys::KeyError> {
+        keys::ensure_trust_roots(paths)?;
+        if args.client_cert {
+            keys::ensure_client_keys(paths)?;
+        }
+        Ok(())
     };
+    prepare().with_context(|| format!("cannot prepare TLS keys in {}", paths.dir().display()))?;
+    // The TLS files, judged by the loader every reload uses: what a reload would refuse
+    // stops the start here.
+    let files = TlsFiles {
+        paths: paths.clone(),
+        client_cert: args.client_cert,
+    };
+    let tls = files.load().context("cannot use the TLS files")?;
     // When the certificates it relies on expire: logged (a warning within 30 days) and
     // exported, for an alert. Renewing them is their issuer's job (discount renews the
     // demo's own at its start).
+    files.log_expiries(&tls);
     let metrics = catalog::metrics::Metrics::new();
-    metrics.certificates.set(
-        "ca",
-        keys::log_expiry("ca", &paths.trust_roots(), keys::DEFAULT_RENEW_BEFORE)?,
-    );
-    if args.client_cert {
-        metrics.certificates.set(
-            "client",
-            keys::log_expiry("client", &paths.client_cert(), keys::DEFAULT_RENEW_BEFORE)?,
-        );
+    for (certificate, expiry) in tls.expiries() {
+        metrics.certificates.set(certificate, expiry);
     }
-    let settings = args.discount_settings(trust_roots_pem, client_identity);
+    let settings = args.discount_settings(tls.trust_roots_pem, tls.identity);
     let discounts = Discounts::start(&settings).await?;
 
     let listener = listener::bind_port(args.bind, args.port)
@@ -79,10 +84,6 @@ async fn serve(args: &ServeArgs, paths: &KeyPaths) -> anyhow::Result<()> {
     let mut config = catalog::Config::new(data, discounts);
     config.metrics = metrics;
     if args.tls_reload_interval_secs > 0 {
-        let files = catalog::tls_reload::TlsFiles {
-            paths: paths.clone(),
-            client_cert: args.client_cert,
-        };
         config.tls_reload = Some((
             files,
             std::time::Duration::from_secs(args.tls_reload_interval_secs),

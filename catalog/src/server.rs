@@ -32,7 +32,7 @@ use crate::discounts::{Discounts, MAX_CALLS_IN_FLIGHT};
 use crate::metrics::Metrics;
 use crate::overload::admission::{Admission, AdmissionSettings};
 use crate::routes;
-use crate::tls_reload::{self, TlsFiles};
+use crate::tls::{self, TlsFiles};
 
 /// What [`run`] needs besides the listener and the shutdown signal.
 #[derive(Debug)]
@@ -61,7 +61,7 @@ pub struct Config {
     /// How many priced requests run at once, and how long others wait.
     pub admission: AdmissionSettings,
     /// The TLS files to watch, and how often, to use new ones without a restart (none:
-    /// those read at start, for good). See [`crate::tls_reload`].
+    /// those read at start, for good). See [`crate::tls`].
     pub tls_reload: Option<(TlsFiles, Duration)>,
 }
 
@@ -106,7 +106,7 @@ pub async fn run(
     let weight = config.catalog.products().len().min(MAX_CALLS_IN_FLIGHT);
     let admission = Admission::new(config.admission, weight, config.discounts.local_load());
     let reload = config.tls_reload.map(|(files, every)| {
-        tls_reload::spawn(
+        tls::spawn_reload(
             files,
             config.discounts.clone(),
             every,

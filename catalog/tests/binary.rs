@@ -257,3 +257,19 @@ async fn the_access_log_names_each_request_with_its_id() {
     assert_eq!(entry["span"]["request_id"], "follow-me");
     assert_eq!(process.terminate().code(), Some(0));
 }
+
+#[test]
+fn each_tls_set_a_reload_would_refuse_stops_start_up_before_the_port_is_bound() {
+    testkit::assert_each_broken_set_stops_start_up(
+        "catalog",
+        ecommerce::keys::CertificateUse::Client,
+        |port, dir| {
+            let mut command = catalog();
+            command
+                .arg(port.to_string())
+                .args(["--bind", "127.0.0.1", "--client-cert", "--keys-dir"])
+                .arg(dir);
+            command
+        },
+    );
+}

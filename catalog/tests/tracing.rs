@@ -300,18 +300,16 @@ async fn get_products(addr: SocketAddr, trace_id: &str) -> (String, String, Stri
 /// Waits (bounded) until the catalog's health checks have found its one discount replica
 /// serving. Until then a check may still be on its way, and find discount stopping.
 async fn wait_until_checked_serving(addr: SocketAddr) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    testkit::poll::until("a health check to find discount serving", || async move {
         let metrics = http_get(addr, "/metrics", &[]).await;
-        if metrics
-            .lines()
-            .any(|line| line == r#"catalog_discount_replicas{health="serving"} 1"#)
-        {
-            return;
+        let serving = r#"catalog_discount_replicas{health="serving"} 1"#;
+        if metrics.lines().any(|line| line == serving) {
+            Ok(())
+        } else {
+            Err(metrics)
         }
-        assert!(Instant::now() < deadline, "never checked: {metrics}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 }
 
 const DISCOUNTED: [&str; 3] = [

@@ -1,15 +1,21 @@
 //! `discount [PORT]`: see `discount --help`.
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 use discount::config::{Cli, Command, ServeArgs};
-use ecommerce::keys::{self, CertificateUse, KeyPaths, KeysOrigin, LifetimeArgs};
-use ecommerce::{listener, shutdown, telemetry};
+use discount::tls::TlsFiles;
+use ecommerce::keys::{self, KeyPaths, KeysOrigin, LifetimeArgs};
+use ecommerce::{listener, report, shutdown, telemetry};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    report::exit_code("discount", run(&cli))
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
     ecommerce::install_crypto_provider();
     let runtime = ecommerce::runtime::build().context("cannot start the tokio runtime")?;
     let paths = KeyPaths::new(&cli.common.keys_dir);
@@ -20,7 +26,7 @@ fn main() -> anyhow::Result<()> {
         // Tracing starts inside the runtime: the OTLP exporter's channel lives there.
         None => runtime.block_on(async {
             let telemetry = telemetry::init(cli.common.log_format, "discount", &cli.serve.tracing)?;
-            let served = serve(&cli, &paths).await;
+            let served = serve(cli, &paths).await;
             telemetry.shutdown().await;
             served
         }),
@@ -108,37 +114,25 @@ async fn serve(cli: &Cli, paths: &KeyPaths) -> anyhow::Result<()> {
             "could not renew the certificates; serving the current ones"
         );
     }
-    let identity = keys::read_server_identity(paths)?;
-    // Expired, or not from this directory's CA: say so now, not in every client's logs.
-    // (A directory with no ca.pem, as the old openssl step made, is not checked.)
-    if paths.ca_cert().exists() {
-        let ca = keys::read_trust_roots(paths)?;
-        keys::verify_identity(&identity, &ca, CertificateUse::Server, &paths.server_cert())?;
-    }
+    // The TLS files, judged by the loader every reload uses: what a reload would refuse
+    // (a key from another set, a certificate from another CA or expired, an empty file)
+    // stops the start here, before the port is bound.
+    let files = TlsFiles {
+        paths: paths.clone(),
+        require_client_cert: args.require_client_cert,
+        renew_before: cli.lifetime.renew_before(),
+    };
+    let loaded = files.load().context("cannot use the TLS files")?;
+    files.log_expiries(&loaded);
 
     let listener = listener::bind_port(args.bind, args.port)
         .with_context(|| format!("cannot listen on port {}", args.port))?;
-    let mut config = discount::Config::new(identity);
-    let renew_before = cli.lifetime.renew_before();
-    config.metrics.certificates.set(
-        "server",
-        keys::log_expiry("server", &paths.server_cert(), renew_before)?,
-    );
-    if paths.ca_cert().exists() {
-        config.metrics.certificates.set(
-            "ca",
-            keys::log_expiry("ca", &paths.ca_cert(), renew_before)?,
-        );
-    }
-    if args.require_client_cert {
-        config.client_ca_pem = Some(keys::read_trust_roots(paths)?);
+    let expiries = loaded.expiries();
+    let mut config = discount::Config::new(loaded.tls);
+    for (certificate, expiry) in expiries {
+        config.metrics.certificates.set(certificate, expiry);
     }
     if args.tls_reload_interval_secs > 0 {
-        let files = discount::tls::TlsFiles {
-            paths: paths.clone(),
-            require_client_cert: args.require_client_cert,
-            renew_before: cli.lifetime.renew_before(),
-        };
         config.tls_reload = Some((
             files,
             std::time::Duration::from_secs(args.tls_reload_interval_secs),

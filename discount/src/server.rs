@@ -8,7 +8,8 @@
 //! - gRPC server reflection (v1 and v1alpha), so `grpcurl`-style tools can list and call
 //!   the service without the `.proto`.
 //!
-//! With [`Config::client_ca_pem`], the TLS port requires client certificates (mutual TLS).
+//! With a [`ServerTls`] made with a client CA, the TLS port requires client certificates
+//! (mutual TLS).
 //! Request messages over [`Config::max_request_bytes`] (4 MiB by default, as in every
 //! standard gRPC implementation) are refused with RESOURCE_EXHAUSTED before they are decoded.
 //!
@@ -24,7 +25,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ecommerce::keys::PemIdentity;
 use ecommerce::pb;
 use ecommerce::pb::discount_server::DiscountServer;
 use tokio::net::TcpListener;
@@ -40,7 +40,7 @@ use crate::limits::{DEFAULT_MAX_REQUEST_BYTES, OversizeStatusLayer};
 use crate::metrics::Metrics;
 use crate::observe::ObserveLayer;
 use crate::service::DiscountService;
-use crate::tls::{self, TlsError, TlsFiles, TlsState};
+use crate::tls::{self, ServerTls, TlsFiles, TlsState};
 
 /// The name health checks use for the overall server.
 const OVERALL: &str = "";
@@ -51,11 +51,10 @@ const SIDE_LISTENER_GRACE: Duration = Duration::from_secs(1);
 /// What [`run`] needs besides the TLS listener and the shutdown signal.
 #[derive(Debug)]
 pub struct Config {
-    /// The server's certificate chain and key.
-    pub identity: PemIdentity,
-    /// With a CA (PEM): mutual TLS. Clients must present a certificate issued by it, and a
-    /// client without one, or with one from another CA, is refused in the handshake.
-    pub client_ca_pem: Option<Vec<u8>>,
+    /// The server's certificate and key and, for mutual TLS, the CA its clients'
+    /// certificates must come from (a client without one, or with one from another CA, is
+    /// refused in the handshake).
+    pub tls: ServerTls,
     /// How long a client has to complete the TLS handshake. Without a bound, a client that
     /// connects and sends nothing holds a connection and a task forever.
     pub tls_handshake_timeout: Duration,
@@ -80,11 +79,10 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults for everything but the identity: no health or metrics listener.
-    pub fn new(identity: PemIdentity) -> Self {
+    /// Defaults for everything but the TLS set: no health or metrics listener.
+    pub fn new(tls: ServerTls) -> Self {
         Self {
-            identity,
-            client_ca_pem: None,
+            tls,
             tls_handshake_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
             shutdown_delay: Duration::ZERO,
@@ -100,9 +98,6 @@ impl Config {
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// rustls rejected the certificate or key (unparsable, or a key that does not match).
-    #[error("the TLS certificate or key is not usable")]
-    Tls(#[source] TlsError),
     /// A listener's address could not be read.
     #[error("cannot read a listener's address")]
     Listener(#[source] std::io::Error),
@@ -122,10 +117,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let local_addr = listener.local_addr().map_err(ServeError::Listener)?;
-    let tls = Arc::new(TlsState::new(
-        tls::server_config(&config.identity, config.client_ca_pem.as_deref())
-            .map_err(ServeError::Tls)?,
-    ));
+    let tls = Arc::new(TlsState::new(&config.tls));
     let (health, health_service) = tonic_health::server::health_reporter();
     set_status(&health, ServingStatus::Serving).await;
     let router = grpc_router(&config, health_service.clone())?;
@@ -146,7 +138,7 @@ pub async fn run(
     let incoming = tls::incoming(listener, tls, config.tls_handshake_timeout);
     tracing::info!(
         address = %local_addr,
-        client_certificates = if config.client_ca_pem.is_some() { "required" } else { "not asked" },
+        client_certificates = if config.tls.requires_client_certificates() { "required" } else { "not asked" },
         "discount gRPC server listening (TLS)"
     );
 

@@ -531,3 +531,19 @@ async fn scrape_text(addr: &str) -> String {
     let addr = addr.parse().expect("an IP:port");
     testkit::http_get(addr, "/metrics", &[("Accept", "text/plain")]).await
 }
+
+#[test]
+fn each_tls_set_a_reload_would_refuse_stops_start_up_before_the_port_is_bound() {
+    testkit::assert_each_broken_set_stops_start_up(
+        "discount",
+        keys::CertificateUse::Server,
+        |port, dir| {
+            let mut command = discount();
+            command
+                .arg(port.to_string())
+                .args(["--bind", "127.0.0.1", "--keys-dir"])
+                .arg(dir);
+            command
+        },
+    );
+}

@@ -11,6 +11,7 @@
 //!   and accepting connections on it.
 //! - [`metrics`]: Prometheus metrics in the format the scraper asks for, the TLS metrics,
 //!   and a small `/metrics` server.
+//! - [`report`]: errors on one line, with their causes, for logs and a failed start.
 //! - [`runtime`]: the tokio runtime, sized to the CPUs the process may use.
 //! - [`shutdown`]: the Ctrl-C / SIGTERM signal both services stop on.
 //! - [`tls_reload`]: new TLS files without a restart, whatever each service does with them.
@@ -23,6 +24,7 @@ pub mod codec;
 pub mod keys;
 pub mod listener;
 pub mod metrics;
+pub mod report;
 pub mod runtime;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,5 +1,6 @@
 //! New TLS files without a restart, for both services: every few seconds the files are
-//! read, and when they changed the new set is checked as at start and, if good, used for
+//! read, and when they changed the new set is loaded by the service's own loader (the one
+//! its start-up uses, so a set is judged the same way at both) and, if good, used for
 //! every new connection. A bad or half-written set is refused with a warning and counted;
 //! the previous one keeps serving, and the next change is tried again.
 //!
@@ -16,24 +17,28 @@ use std::time::{Duration, SystemTime};
 
 use crate::keys::ExpiryWatch;
 use crate::metrics::{ExpiryGauges, ReloadCounters};
+use crate::report::Chain;
 
 /// One service's TLS files: what they are, how to load them, how to use them.
 pub trait TlsSource: Send + 'static {
     /// A set that was read and checked, ready to use.
     type Loaded: Send;
 
+    /// Why a set was refused, with its causes (logged on one line).
+    type Error: std::error::Error + Send + 'static;
+
     /// The files a change of the set touches.
     fn watched(&self) -> Vec<PathBuf>;
 
-    /// Reads the set and checks it as at start-up.
-    fn load(&self) -> Result<Self::Loaded, String>;
+    /// Reads the set and checks it: the service's loader, the very one its start-up uses.
+    fn load(&self) -> Result<Self::Loaded, Self::Error>;
 
     /// The certificates of `loaded` and when they expire, named as the metrics name them
     /// (`server`, `ca`, `client`).
     fn expiries(loaded: &Self::Loaded) -> Vec<(&'static str, SystemTime)>;
 
     /// Uses `loaded` for every new connection from now on.
-    fn apply(&self, loaded: Self::Loaded) -> Result<(), String>;
+    fn apply(&self, loaded: Self::Loaded) -> Result<(), Self::Error>;
 
     /// Logs that a new set is in use, saying what it is.
     fn log_used(&self);
@@ -98,7 +103,7 @@ pub fn spawn<S: TlsSource>(
                 Err(error) => {
                     metrics.reloads.record(false);
                     tracing::warn!(
-                        %error,
+                        error = %Chain(&error),
                         "the changed TLS files were refused; still using the previous ones"
                     );
                 }

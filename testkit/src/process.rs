@@ -150,3 +150,41 @@ pub fn run_to_end(mut command: Command) -> (ExitStatus, String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// Starts a service with each of [`crate::broken_sets`] of `usage` (the command for a port
+/// and a keys directory comes from `command`), on a port the test holds, and asserts that
+/// each start fails before binding (a start that reached the bind would report the port
+/// taken), with exit code 1 and one error line, `PROGRAM: error: …`, that names the broken
+/// file and the reason, and nothing logged as listening.
+pub fn assert_each_broken_set_stops_start_up(
+    program: &str,
+    usage: ecommerce::keys::CertificateUse,
+    command: impl Fn(u16, &std::path::Path) -> Command,
+) {
+    for broken in crate::broken_sets(usage) {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to hold");
+        let port = held.local_addr().expect("its address").port();
+        let mut service = ServiceProcess::spawn(command(port, broken.paths.dir()));
+        let status = service.wait();
+        let log = service.log_text();
+        let case = broken.case;
+        assert_eq!(status.code(), Some(1), "{case}: {log}");
+        let errors: Vec<&String> = service
+            .log
+            .iter()
+            .filter(|l| l.contains("error:"))
+            .collect();
+        let (file, reason) = &broken.expected;
+        let prefix = format!("{program}: error: cannot use the TLS files: ");
+        assert!(
+            errors.len() == 1
+                && errors[0].starts_with(&prefix)
+                && errors[0].contains(&file.display().to_string())
+                && errors[0].to_lowercase().contains(&reason.to_lowercase()),
+            "{case}: one line naming {} and {reason:?} expected; log: {log}",
+            file.display()
+        );
+        assert!(!log.contains("listening"), "{case}: {log}");
+        drop(held);
+    }
+}

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 
+use discount::tls::{ServerTls, TlsFiles};
 use ecommerce::keys::{self, KeyPaths};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -67,10 +68,26 @@ impl Drop for Running {
     }
 }
 
+/// The TLS set discount serves from `keys`, loaded by discount's own loader (as its `main`
+/// loads it), requiring client certificates from their CA when `client_certificates`.
+pub fn discount_tls(keys: &KeyPaths, client_certificates: bool) -> ServerTls {
+    ecommerce::install_crypto_provider();
+    TlsFiles {
+        paths: keys.clone(),
+        require_client_cert: client_certificates,
+        renew_before: keys::DEFAULT_RENEW_BEFORE,
+    }
+    .load()
+    .expect("the test's keys load")
+    .tls
+}
+
 /// Starts discount with the server identity in `keys`.
 pub async fn start_discount(keys: &KeyPaths) -> Running {
-    let identity = keys::read_server_identity(keys).expect("identity");
-    start_discount_with(discount::Config::new(identity), loopback().await)
+    start_discount_with(
+        discount::Config::new(discount_tls(keys, false)),
+        loopback().await,
+    )
 }
 
 /// Starts discount with `config` on `listener`.

@@ -57,11 +57,11 @@ pub use self::breaker::{BreakerSettings, BreakerState};
 pub use self::health::{Health, HealthSettings};
 pub use self::hedging::MIN_CALL_BUDGET;
 pub use self::outcome::{CallError, CallResult, Discount, DiscountStatus};
+pub use self::replica::TlsMaterial;
 pub use self::replica_set::SettingsError;
 
 use self::context::CallContext;
 use self::hedging::HedgedCaller;
-use self::replica::TlsMaterial;
 use self::replica_set::{ChannelSettings, ReplicaSet};
 use crate::data::{Customer, Product};
 use crate::overload::LocalLoad;
@@ -157,11 +157,10 @@ impl Discounts {
         let load = LocalLoad::start();
         // A down or unreachable replica must cost at most one call timeout.
         let patience = settings.call_timeout.max(Duration::from_millis(100));
+        let tls = TlsMaterial::new(&settings.trust_roots_pem, settings.client_identity.as_ref())
+            .map_err(SettingsError::Tls)?;
         let channel = ChannelSettings {
-            tls: TlsMaterial::from_pem(
-                &settings.trust_roots_pem,
-                settings.client_identity.as_ref(),
-            ),
+            tls,
             connect_timeout: patience,
             breaker: settings.breaker,
             health: HealthSettings {
@@ -182,16 +181,11 @@ impl Discounts {
         })
     }
 
-    /// Trusts `trust_roots_pem` and presents `client_identity` on every new connection
-    /// from now on: each replica gets a new channel; calls in flight finish on the old one.
-    pub fn replace_tls(
-        &self,
-        trust_roots_pem: &[u8],
-        client_identity: Option<&PemIdentity>,
-    ) -> Result<(), tonic::transport::Error> {
-        self.caller
-            .replicas
-            .replace_tls(TlsMaterial::from_pem(trust_roots_pem, client_identity))
+    /// Uses `tls` (the CAs to trust, the client certificate to present) for every new
+    /// connection from now on: each replica gets a new channel; calls in flight finish on
+    /// the old one. On an error, nothing changes.
+    pub fn replace_tls(&self, tls: TlsMaterial) -> Result<(), tonic::transport::Error> {
+        self.caller.replicas.replace_tls(tls)
     }
 
     /// Whether the catalog is overloaded (shared with admission control).

@@ -153,23 +153,37 @@ impl Replica {
     }
 }
 
-/// The TLS files a channel is made with, as tonic takes them.
+/// The TLS files a channel is made with, as tonic takes them; checked when made, so that
+/// every channel made with them can be.
 #[derive(Debug, Clone)]
 pub struct TlsMaterial {
     /// The CA certificates that discount servers must chain to.
-    pub trust_roots: Certificate,
+    trust_roots: Certificate,
     /// The client certificate to present (mutual TLS), if any.
-    pub client_identity: Option<Identity>,
+    client_identity: Option<Identity>,
 }
 
 impl TlsMaterial {
-    /// The material for `trust_roots_pem`, presenting `client_identity` if given.
-    pub fn from_pem(trust_roots_pem: &[u8], client_identity: Option<&PemIdentity>) -> Self {
-        Self {
+    /// The material for `trust_roots_pem`, presenting `client_identity` if given, once
+    /// tonic has made a channel's TLS with it (it reads the certificates and checks the
+    /// key then: the same check every replica's channel will meet).
+    pub fn new(
+        trust_roots_pem: &[u8],
+        client_identity: Option<&PemIdentity>,
+    ) -> Result<Self, tonic::transport::Error> {
+        let material = Self {
             trust_roots: Certificate::from_pem(trust_roots_pem),
             client_identity: client_identity
                 .map(|id| Identity::from_pem(&id.cert_chain_pem, &id.private_key_pem)),
-        }
+        };
+        let anywhere = SocketAddr::from(([127, 0, 0, 1], 443));
+        endpoint(
+            material.clone(),
+            "localhost",
+            anywhere,
+            Duration::from_secs(1),
+        )?;
+        Ok(material)
     }
 }
 

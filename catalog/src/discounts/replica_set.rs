@@ -47,7 +47,7 @@ impl Target {
     }
 }
 
-/// Why the discount service's address was refused at start-up.
+/// Why the discount client's settings were refused at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     /// An entry is empty, not `host:port`, or not `https`.
@@ -58,6 +58,9 @@ pub enum SettingsError {
         /// What is wrong with it.
         reason: String,
     },
+    /// tonic could not make a TLS client of the trusted CAs and client certificate.
+    #[error("the gRPC client refused the TLS files")]
+    Tls(#[source] tonic::transport::Error),
 }
 
 /// Parses the comma-separated `host:port` list (`https://host:port` entries too).
@@ -277,14 +280,22 @@ impl ReplicaSet {
     }
 
     /// Uses `tls` for every new connection: each replica gets a new channel, and calls in
-    /// flight finish on the old one, which closes after them.
+    /// flight finish on the old one, which closes after them. Every replica's new endpoint
+    /// is made before anything changes: on an error, the set is as it was.
     pub fn replace_tls(&self, tls: TlsMaterial) -> Result<(), tonic::transport::Error> {
-        *self
+        // Held throughout: a replica added meanwhile waits for the new material.
+        let mut current = self
             .tls
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = tls;
-        for replica in self.replicas().iter() {
-            replica.use_endpoint(self.endpoint(replica.host(), replica.addr)?);
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let replicas = self.replicas();
+        let endpoints = replicas
+            .iter()
+            .map(|replica| self.endpoint_with(tls.clone(), replica.host(), replica.addr))
+            .collect::<Result<Vec<_>, _>>()?;
+        *current = tls;
+        for (replica, endpoint) in replicas.iter().zip(endpoints) {
+            replica.use_endpoint(endpoint);
         }
         Ok(())
     }
@@ -297,6 +308,15 @@ impl ReplicaSet {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
+        self.endpoint_with(tls, host, addr)
+    }
+
+    fn endpoint_with(
+        &self,
+        tls: TlsMaterial,
+        host: &str,
+        addr: SocketAddr,
+    ) -> Result<Endpoint, tonic::transport::Error> {
         replica::endpoint(tls, host, addr, self.channel.connect_timeout)
     }
 
@@ -360,7 +380,6 @@ mod tests {
     use super::super::breaker::BreakerSettings;
     use super::super::health::HealthSettings;
     use super::*;
-    use tonic::transport::Certificate;
 
     #[test]
     fn the_list_takes_host_port_and_https_entries() {
@@ -408,10 +427,7 @@ mod tests {
         // connect, and must never leave this machine.
         dns.answer(Some(&["127.0.0.11:1", "127.0.0.12:1"]));
         let channel = ChannelSettings {
-            tls: TlsMaterial {
-                trust_roots: Certificate::from_pem(b""),
-                client_identity: None,
-            },
+            tls: TlsMaterial::new(b"", None).expect("tonic takes an empty CA list"),
             connect_timeout: Duration::from_millis(100),
             breaker: BreakerSettings {
                 failure_threshold: 1,

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use crate::helpers::{
     CUSTOMER_1_BODY, Fault, Gate, KillableDiscount, Load, UNDISCOUNTED_BODY, assert_whole_catalog,
     catalog_config, config_with, count_status, discount_address, discount_status, generated_keys,
-    get_products, settings, spawn_catalog, spawn_discount, spawn_discount_on,
+    get_products, settings, spawn_catalog, spawn_catalog_for, spawn_discount, spawn_discount_on,
     spawn_faulty_discount, spawn_pair,
 };
 
@@ -55,9 +55,7 @@ async fn discount_down_every_product_at_full_price_and_no_wait_for_the_deadline(
     let (_dir, keys) = generated_keys();
     // A long deadline: answering well before it shows that refusals are not waited out.
     let timeout = Duration::from_secs(10);
-    let catalog =
-        spawn_catalog(catalog_config(&keys, discount_address(closed_port().await), timeout).await)
-            .await;
+    let catalog = spawn_catalog_for(&keys, closed_port().await, timeout).await;
 
     for _ in 0..10 {
         let started = Instant::now();
@@ -81,8 +79,7 @@ async fn a_discount_that_accepts_connections_but_never_answers_costs_at_most_one
             held.push(stream);
         }
     });
-    let catalog =
-        spawn_catalog(catalog_config(&keys, discount_address(silent_addr), TIMEOUT).await).await;
+    let catalog = spawn_catalog_for(&keys, silent_addr, TIMEOUT).await;
 
     let started = Instant::now();
     let response = get_products(catalog.addr, &[("X-USER-ID", b"1")]).await;
@@ -102,8 +99,7 @@ async fn a_discount_that_accepts_connections_but_never_answers_costs_at_most_one
 async fn a_discount_slower_than_the_deadline_is_not_waited_for() {
     let (_dir, keys) = generated_keys();
     let slow = spawn_faulty_discount(&keys, Fault::Delay(TIMEOUT * 3)).await;
-    let catalog =
-        spawn_catalog(catalog_config(&keys, discount_address(slow.addr), TIMEOUT).await).await;
+    let catalog = spawn_catalog_for(&keys, slow.addr, TIMEOUT).await;
 
     for response in requests_within_bound(catalog.addr, 3).await {
         assert_eq!(response.body, UNDISCOUNTED_BODY);
@@ -115,8 +111,7 @@ async fn a_discount_slower_than_the_deadline_is_not_waited_for() {
 async fn a_discount_a_little_slow_but_within_the_deadline_still_discounts() {
     let (_dir, keys) = generated_keys();
     let slowish = spawn_faulty_discount(&keys, Fault::Delay(TIMEOUT / 6)).await;
-    let catalog =
-        spawn_catalog(catalog_config(&keys, discount_address(slowish.addr), TIMEOUT).await).await;
+    let catalog = spawn_catalog_for(&keys, slowish.addr, TIMEOUT).await;
 
     let response = get_products(catalog.addr, &[("X-USER-ID", b"1")]).await;
     assert_eq!(response.body, CUSTOMER_1_BODY);
@@ -132,9 +127,7 @@ async fn a_discount_that_answers_errors_leaves_every_product_at_full_price() {
         tonic::Code::Unimplemented,
     ] {
         let failing = spawn_faulty_discount(&keys, Fault::Status(code)).await;
-        let catalog =
-            spawn_catalog(catalog_config(&keys, discount_address(failing.addr), TIMEOUT).await)
-                .await;
+        let catalog = spawn_catalog_for(&keys, failing.addr, TIMEOUT).await;
         for response in requests_within_bound(catalog.addr, 2).await {
             assert_eq!(response.body, UNDISCOUNTED_BODY, "{code:?}");
             assert_eq!(discount_status(&response), "unavailable", "{code:?}");
@@ -147,8 +140,7 @@ async fn a_catalog_that_trusts_another_ca_gets_no_discounts_and_no_error() {
     let (_discount_dir, discount_keys) = generated_keys();
     let (_other_dir, other_keys) = generated_keys();
     let discount = spawn_discount(&discount_keys).await;
-    let config = catalog_config(&other_keys, discount_address(discount.addr), TIMEOUT).await;
-    let catalog = spawn_catalog(config).await;
+    let catalog = spawn_catalog_for(&other_keys, discount.addr, TIMEOUT).await;
 
     let response = get_products(catalog.addr, &[("X-USER-ID", b"1")]).await;
     assert_eq!(response.status, 200);
@@ -193,27 +185,27 @@ async fn after_repeated_failures_the_breaker_serves_full_prices_at_once() {
 async fn the_catalog_starts_before_discount_and_discounts_come_when_it_does() {
     let (_dir, keys) = generated_keys();
     let addr = closed_port().await;
-    let catalog = spawn_catalog(catalog_config(&keys, discount_address(addr), TIMEOUT).await).await;
+    let catalog = spawn_catalog_for(&keys, addr, TIMEOUT).await;
 
     let before = get_products(catalog.addr, &[("X-USER-ID", b"1")]).await;
     assert_eq!(before.body, UNDISCOUNTED_BODY);
 
     // The replica's health checks (every second) find it serving, and calls go to it again.
     let discount = spawn_discount_on(&keys, addr).await;
-    let started = Instant::now();
-    let after = loop {
-        let response = get_products(catalog.addr, &[("X-USER-ID", b"1")]).await;
-        assert_whole_catalog(&response);
-        if discount_status(&response) == "complete" {
-            break response;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "no discounts 3 s after discount started"
-        );
-        // Polling the outcome, not standing in for readiness.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let addr = catalog.addr;
+    let after = testkit::poll::within(
+        Duration::from_secs(3),
+        "discounts, after discount started",
+        || async move {
+            let response = get_products(addr, &[("X-USER-ID", b"1")]).await;
+            assert_whole_catalog(&response);
+            match discount_status(&response) {
+                "complete" => Ok(response),
+                _ => Err(format!("{response:?}")),
+            }
+        },
+    )
+    .await;
     assert_eq!(after.body, CUSTOMER_1_BODY);
     discount.stop().await;
 }
@@ -223,7 +215,7 @@ async fn discount_killed_and_restarted_during_requests_recovers_within_seconds()
     let (_dir, keys) = generated_keys();
     let mut discount = KillableDiscount::start(&keys, "127.0.0.1:0".parse().unwrap());
     let addr = discount.addr;
-    let catalog = spawn_catalog(catalog_config(&keys, discount_address(addr), TIMEOUT).await).await;
+    let catalog = spawn_catalog_for(&keys, addr, TIMEOUT).await;
     let load = Load::start(catalog.addr, 4);
 
     load.wait_until("discounted responses", |s| {
@@ -345,15 +337,7 @@ async fn catalog_shutting_down_finishes_the_requests_it_accepted() {
     let (_dir, keys) = generated_keys();
     let gate = Arc::new(Gate::default());
     let discount = spawn_faulty_discount(&keys, Fault::Gate(gate.clone())).await;
-    let mut catalog = spawn_catalog(
-        catalog_config(
-            &keys,
-            discount_address(discount.addr),
-            Duration::from_secs(20),
-        )
-        .await,
-    )
-    .await;
+    let mut catalog = spawn_catalog_for(&keys, discount.addr, Duration::from_secs(20)).await;
 
     // Ten requests in flight, each waiting on its three discount calls at the gate.
     let addr = catalog.addr;

@@ -37,17 +37,15 @@ pub async fn spawn_discount(keys: &KeyPaths) -> Running {
 
 /// Starts the discount service on `addr`, which must be free.
 pub async fn spawn_discount_on(keys: &KeyPaths, addr: SocketAddr) -> Running {
-    let identity = keys::read_server_identity(keys).expect("identity");
     testkit::start_discount_with(
-        discount::Config::new(identity),
+        discount::Config::new(testkit::discount_tls(keys, false)),
         TcpListener::bind(addr).await.expect("the port is free"),
     )
 }
 
 /// Starts discount requiring client certificates from `keys`' CA (mutual TLS).
 pub async fn spawn_discount_requiring_client_certs(keys: &KeyPaths) -> Running {
-    let mut config = discount::Config::new(keys::read_server_identity(keys).expect("identity"));
-    config.client_ca_pem = Some(keys::read_trust_roots(keys).expect("CA"));
+    let config = discount::Config::new(testkit::discount_tls(keys, true));
     testkit::start_discount_with(config, loopback_listener().await)
 }
 
@@ -78,6 +76,16 @@ pub async fn catalog_config(
         settings(trust, discount_address, timeout),
     )
     .await
+}
+
+/// Starts the catalog with the embedded data, trusting `trust`'s CA, calling discount at
+/// `discount` by the certificate's name: the set-up most tests share.
+pub async fn spawn_catalog_for(
+    trust: &KeyPaths,
+    discount: SocketAddr,
+    timeout: Duration,
+) -> Running {
+    spawn_catalog(catalog_config(trust, discount_address(discount), timeout).await).await
 }
 
 /// The catalog config for `data` and discount `settings`.
@@ -117,10 +125,10 @@ impl KillableDiscount {
         let listener = std::net::TcpListener::bind(addr).expect("the port is free");
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
-        let identity = keys::read_server_identity(keys).expect("identity");
+        let tls = testkit::discount_tls(keys, false);
         runtime.spawn(async move {
             let listener = TcpListener::from_std(listener).expect("tokio listener");
-            let config = discount::Config::new(identity);
+            let config = discount::Config::new(tls);
             discount::run(listener, config, std::future::pending()).await
         });
         Self {
@@ -265,13 +273,7 @@ pub struct Pair {
 pub async fn spawn_pair() -> Pair {
     let (keys_dir, keys) = generated_keys();
     let discount = spawn_discount(&keys).await;
-    let config = catalog_config(
-        &keys,
-        discount_address(discount.addr),
-        Duration::from_secs(5),
-    )
-    .await;
-    let catalog = spawn_catalog(config).await;
+    let catalog = spawn_catalog_for(&keys, discount.addr, Duration::from_secs(5)).await;
     Pair {
         discount,
         catalog,

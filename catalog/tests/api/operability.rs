@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::helpers::{
     Fault, assert_samples, catalog_config, discount_address, generated_keys, get_products, request,
-    sample, spawn_catalog, spawn_pair, spawn_recording_discount,
+    sample, spawn_catalog, spawn_catalog_for, spawn_pair, spawn_recording_discount,
 };
 
 #[tokio::test]
@@ -43,19 +43,16 @@ async fn readyz_turns_503_at_shutdown_while_products_are_still_served() {
 
     catalog.begin_stop();
     // Polls until the signal has been seen: readiness is what changes first.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let readyz = request(catalog.addr, "GET", "/readyz", &[]).await;
-        if readyz.status == 503 {
-            assert_eq!(readyz.body, "shutting down\n");
-            break;
+    let addr = catalog.addr;
+    let readyz = testkit::poll::until("/readyz to turn 503", || async move {
+        let readyz = request(addr, "GET", "/readyz", &[]).await;
+        match readyz.status {
+            503 => Ok(readyz),
+            _ => Err(format!("{readyz:?}")),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "/readyz never turned 503"
-        );
-        tokio::task::yield_now().await;
-    }
+    })
+    .await;
+    assert_eq!(readyz.body, "shutting down\n");
     let products = get_products(catalog.addr, &[("X-USER-ID", b"1")]).await;
     assert_eq!(products.status, 200);
     assert!(products.body.contains("discount_value"));
@@ -65,15 +62,7 @@ async fn readyz_turns_503_at_shutdown_while_products_are_still_served() {
 async fn every_response_carries_a_request_id_and_discount_receives_the_same() {
     let (_dir, keys) = generated_keys();
     let (discount, seen) = spawn_recording_discount(&keys, Fault::Delay(Duration::ZERO)).await;
-    let catalog = spawn_catalog(
-        catalog_config(
-            &keys,
-            discount_address(discount.addr),
-            Duration::from_secs(5),
-        )
-        .await,
-    )
-    .await;
+    let catalog = spawn_catalog_for(&keys, discount.addr, Duration::from_secs(5)).await;
 
     // The client's own id is kept and passed on to every discount call.
     let response = get_products(

@@ -211,8 +211,7 @@ async fn a_replica_whose_health_check_says_not_serving_gets_no_calls() {
     let (_dir, keys) = generated_keys();
     // `leaving` reports NOT_SERVING from its shutdown signal on, yet keeps serving for a
     // long shutdown delay, as a pod being replaced does.
-    let mut leaving_config =
-        discount::Config::new(ecommerce::keys::read_server_identity(&keys).unwrap());
+    let mut leaving_config = discount::Config::new(testkit::discount_tls(&keys, false));
     leaving_config.shutdown_delay = Duration::from_secs(60);
     let leaving_metrics = leaving_config.metrics.clone();
     let mut leaving = spawn_discount_with(leaving_config).await;
@@ -236,15 +235,21 @@ async fn a_replica_whose_health_check_says_not_serving_gets_no_calls() {
 
     leaving.begin_stop();
     // Wait (bounded) for a health check to find it.
-    let started = Instant::now();
-    while sample(
-        &scrape(catalog.addr).await,
-        r#"catalog_discount_replicas{health="not_serving"}"#,
-    ) < 1.0
-    {
-        assert!(started.elapsed() < Duration::from_secs(5), "never noticed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let addr = catalog.addr;
+    let not_serving = r#"catalog_discount_replicas{health="not_serving"}"#;
+    testkit::poll::within(
+        Duration::from_secs(5),
+        "a health check to notice",
+        || async move {
+            let metrics = scrape(addr).await;
+            if sample(&metrics, not_serving) >= 1.0 {
+                Ok(())
+            } else {
+                Err(metrics)
+            }
+        },
+    )
+    .await;
     let before = calls_to_leaving();
     for _ in 0..10 {
         let response = get_products(catalog.addr, &[("X-USER-ID", b"1")]).await;

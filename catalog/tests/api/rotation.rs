@@ -3,9 +3,9 @@
 //! discounted throughout.
 
 use std::fs;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use catalog::tls_reload::TlsFiles;
+use catalog::tls::TlsFiles;
 use ecommerce::keys::{self, KeyPaths};
 
 use crate::helpers::{
@@ -21,15 +21,15 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = String>,
 {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    testkit::poll::until(&format!("{what}: {series} at {count}"), || async {
         let text = text_of().await;
         if sample(&text, series) >= count {
-            return;
+            Ok(())
+        } else {
+            Err(text)
         }
-        assert!(Instant::now() < deadline, "{what}: {series} below {count}");
-        tokio::time::sleep(RELOAD_EVERY).await; // polling a counter, not readiness
-    }
+    })
+    .await;
 }
 
 /// Replaces `path` whole, as rotation tools do (a new file renamed over the old): a reader
@@ -64,10 +64,7 @@ async fn discount_on(
     keys: &KeyPaths,
     require_client_cert: bool,
 ) -> (crate::helpers::Running, discount::metrics::Metrics) {
-    let mut config = discount::Config::new(keys::read_server_identity(keys).unwrap());
-    if require_client_cert {
-        config.client_ca_pem = Some(keys::read_trust_roots(keys).unwrap());
-    }
+    let mut config = discount::Config::new(testkit::discount_tls(keys, require_client_cert));
     let metrics = discount::metrics::Metrics::new();
     config.metrics = metrics.clone();
     config.tls_reload = Some((

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use crate::helpers::{
     CUSTOMER_1_BODY, UNDISCOUNTED_BODY, catalog_config, config_with, discount_address,
-    discount_status, generated_keys, get_products, settings, spawn_catalog,
+    discount_status, generated_keys, get_products, settings, spawn_catalog, spawn_catalog_for,
     spawn_discount_requiring_client_certs,
 };
 
@@ -31,15 +31,7 @@ async fn with_mutual_tls_the_catalogs_client_certificate_gets_discounts_and_none
     let response = get_products(catalog.addr, &[("X-USER-ID", b"1")]).await;
     assert_eq!(response.body, CUSTOMER_1_BODY);
 
-    let without = spawn_catalog(
-        catalog_config(
-            &keys,
-            discount_address(discount.addr),
-            Duration::from_secs(5),
-        )
-        .await,
-    )
-    .await;
+    let without = spawn_catalog_for(&keys, discount.addr, Duration::from_secs(5)).await;
     let response = get_products(without.addr, &[("X-USER-ID", b"1")]).await;
     assert_eq!(response.status, 200);
     assert_eq!(response.body, UNDISCOUNTED_BODY);

@@ -1,10 +1,8 @@
 //! The discount service over real TLS sockets, called as any gRPC client would.
 
-use std::net::Ipv4Addr;
-
+use discount::tls::{ServerTls, TlsError, TlsFiles};
 use ecommerce::keys::{self, KeyPaths};
 use ecommerce::pb::{DiscountValue, Product};
-use tokio::net::TcpListener;
 use tonic::Code;
 
 use crate::helpers::{
@@ -105,25 +103,35 @@ async fn the_certificate_is_valid_for_127_0_0_1_and_ipv6_loopback_on_one_dual_st
     }
 }
 
-#[tokio::test]
-async fn a_key_that_does_not_match_the_certificate_is_refused_at_start() {
+#[test]
+fn a_key_that_does_not_match_the_certificate_is_refused_before_serving() {
     ecommerce::install_crypto_provider();
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (keys_a, keys_b) = (KeyPaths::new(a.path()), KeyPaths::new(b.path()));
-    keys::ensure_keys(&keys_a, &[]).unwrap();
-    keys::ensure_keys(&keys_b, &[]).unwrap();
+    let (_a, keys_a) = testkit::generated_keys();
+    let (_b, keys_b) = testkit::generated_keys();
     let mut identity = keys::read_server_identity(&keys_a).unwrap();
     identity.private_key_pem = keys::read_server_identity(&keys_b).unwrap().private_key_pem;
 
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let err = discount::run(
-        listener,
-        discount::Config::new(identity),
-        std::future::pending(),
-    )
-    .await
-    .unwrap_err();
-    assert!(matches!(err, discount::ServeError::Tls(_)), "{err:?}");
+    // In memory: rustls's own check.
+    let err = ServerTls::new(&identity, None).unwrap_err();
+    assert!(matches!(err, TlsError::Rustls { .. }), "{err:?}");
+
+    // From files, as at start-up and on reload: the files are named.
+    std::fs::copy(keys_b.server_key(), keys_a.server_key()).unwrap();
+    let files = TlsFiles {
+        paths: keys_a.clone(),
+        require_client_cert: false,
+        renew_before: keys::DEFAULT_RENEW_BEFORE,
+    };
+    let err = files.load().unwrap_err();
+    assert!(
+        matches!(err, TlsError::Keys(keys::KeyError::KeyMismatch { .. })),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("private.key does not go with") && text.contains("cert.pem"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -163,7 +171,7 @@ async fn shutdown_is_bounded_even_when_a_connected_client_stops_responding() {
 
     let started = std::time::Instant::now();
     server.begin_stop();
-    server.stopped().await.unwrap();
+    server.stopped().await;
     let took = started.elapsed();
     let _ = thaw.send(());
     frozen_client.join().unwrap();

@@ -1,39 +1,33 @@
-//! Starting the discount service in-process for the tests, and calling it.
-
-use std::net::{Ipv4Addr, SocketAddr};
+//! The discount service in-process for the tests (testkit's, with keys of its own), and
+//! calling it.
 
 use ecommerce::keys::{self, KeyPaths};
 use ecommerce::pb::discount_client::DiscountClient;
 use ecommerce::pb::{Customer, DiscountRequest, Product};
 use tempfile::TempDir;
+use testkit::Running;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+pub use testkit::loopback;
 
 /// A discount service running in this test's runtime, with keys in a temporary directory.
 pub struct Server {
-    pub addr: SocketAddr,
+    pub addr: std::net::SocketAddr,
     pub keys: KeyPaths,
+    running: Running,
     _dir: TempDir,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), discount::ServeError>>,
 }
 
 impl Server {
     /// Sends the shutdown signal, without waiting.
     pub fn begin_stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.running.begin_stop();
     }
 
-    /// Waits (at most 30 s) for `run` to return, and returns its result.
-    pub async fn stopped(self) -> Result<(), discount::ServeError> {
-        tokio::time::timeout(std::time::Duration::from_secs(30), self.task)
-            .await
-            .expect("run returns")
-            .expect("server task")
+    /// Waits (bounded) for `run` to return, and fails the test if it returned an error.
+    pub async fn stopped(self) {
+        self.running.stop().await;
     }
 }
 
@@ -43,23 +37,15 @@ pub async fn start_with(
     listener: TcpListener,
     configure: impl FnOnce(&mut discount::Config, &KeyPaths),
 ) -> Server {
-    ecommerce::install_crypto_provider();
-    let dir = tempfile::tempdir().unwrap();
-    let keys = KeyPaths::new(dir.path());
-    keys::ensure_keys(&keys, &[]).unwrap();
-    let mut config = discount::Config::new(keys::read_server_identity(&keys).unwrap());
+    let (dir, keys) = testkit::generated_keys();
+    let mut config = discount::Config::new(testkit::discount_tls(&keys, false));
     configure(&mut config, &keys);
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(discount::run(listener, config, async {
-        let _ = stopped.await;
-    }));
+    let running = testkit::start_discount_with(config, listener);
     Server {
-        addr,
+        addr: running.addr,
         keys,
+        running,
         _dir: dir,
-        stop: Some(stop),
-        task,
     }
 }
 
@@ -71,11 +57,6 @@ pub async fn start_on(listener: TcpListener) -> Server {
 /// Starts discount on a loopback port the OS picks.
 pub async fn start() -> Server {
     start_on(loopback().await).await
-}
-
-/// A listener on a loopback port the OS picks.
-pub async fn loopback() -> TcpListener {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap()
 }
 
 /// A TLS channel to `uri`, trusting `trust`'s CA, connected now.

@@ -1,4 +1,5 @@
-//! Mutual TLS: with `client_ca_pem` set, only clients with a certificate from that CA get in.
+//! Mutual TLS: with a client CA in its TLS set, only clients with a certificate from that CA
+//! get in.
 
 use ecommerce::keys::{self, KeyPaths};
 use ecommerce::pb::discount_client::DiscountClient;
@@ -8,7 +9,7 @@ use crate::helpers::{Server, apply, channel_as, customer, loopback, product, sta
 async fn start_requiring_client_certs() -> Server {
     start_with(loopback().await, |config, keys| {
         // `ca.pem`, as `--require-client-cert` does.
-        config.client_ca_pem = Some(keys::read_trust_roots(keys).unwrap());
+        config.tls = testkit::discount_tls(keys, true);
     })
     .await
 }

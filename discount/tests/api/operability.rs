@@ -161,7 +161,7 @@ async fn plaintext_health_turns_not_serving_at_shutdown_while_calls_still_succee
     assert_eq!(answer.discount_value.unwrap().value_in_cents, 90);
 
     // The open Watch stream must not hold the shutdown open.
-    server.stopped().await.unwrap();
+    server.stopped().await;
 }
 
 /// GET /metrics with an `Accept` header; (content type, body).

@@ -7,7 +7,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use discount::metrics::Metrics;
 use discount::tls::TlsFiles;
@@ -21,7 +21,6 @@ const RELOAD_EVERY: Duration = Duration::from_millis(50);
 
 /// One way of writing a bad set of files.
 type BadWrite<'a> = Box<dyn Fn() + 'a>;
-const PATIENCE: Duration = Duration::from_secs(15);
 
 /// The leaf certificate a new TLS handshake with `port` presents (DER).
 async fn presented(port: u16, trust: &KeyPaths) -> Vec<u8> {
@@ -58,14 +57,14 @@ fn first_cert(path: &Path) -> Vec<u8> {
 
 /// Waits until new handshakes present `expected`.
 async fn wait_presenting(port: u16, trust: &KeyPaths, expected: &[u8]) {
-    let deadline = Instant::now() + PATIENCE;
-    while presented(port, trust).await != expected {
-        assert!(
-            Instant::now() < deadline,
-            "the new certificate is not presented"
-        );
-        tokio::time::sleep(RELOAD_EVERY).await; // polling a condition, not readiness
-    }
+    testkit::poll::until("new handshakes to present the new certificate", || async {
+        if presented(port, trust).await == expected {
+            Ok(())
+        } else {
+            Err("the previous certificate".to_owned())
+        }
+    })
+    .await;
 }
 
 fn reloads(metrics: &Metrics, outcome: &str) -> f64 {
@@ -80,16 +79,19 @@ fn reloads(metrics: &Metrics, outcome: &str) -> f64 {
 
 /// Waits until the reload counter for `outcome` reaches `count`.
 async fn wait_reloads(metrics: &Metrics, outcome: &str, count: f64) {
-    let deadline = Instant::now() + PATIENCE;
-    while reloads(metrics, outcome) < count {
-        assert!(
-            Instant::now() < deadline,
-            "no {outcome} reload counted: ok {}, rejected {}",
-            reloads(metrics, "ok"),
-            reloads(metrics, "rejected")
-        );
-        tokio::time::sleep(RELOAD_EVERY).await;
-    }
+    let what = format!("{count} {outcome} reloads counted");
+    testkit::poll::until(&what, || async {
+        if reloads(metrics, outcome) >= count {
+            Ok(())
+        } else {
+            Err(format!(
+                "ok {}, rejected {}",
+                reloads(metrics, "ok"),
+                reloads(metrics, "rejected")
+            ))
+        }
+    })
+    .await;
 }
 
 /// A certificate for the same key as `keys`' server certificate, from the same CA, with
@@ -171,7 +173,7 @@ async fn new_certificates_serve_new_connections_however_the_files_are_replaced()
 
     let metrics = Metrics::new();
     let server = start_with(loopback().await, |config, _| {
-        *config = discount::Config::new(keys::read_server_identity(&mounted).unwrap());
+        *config = discount::Config::new(testkit::discount_tls(&mounted, false));
         config.metrics = metrics.clone();
         config.tls_reload = Some((
             TlsFiles {

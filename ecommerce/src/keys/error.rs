@@ -91,6 +91,17 @@ pub enum KeyError {
         /// What is wrong, in words.
         reason: String,
     },
+    /// A private key that is not the certificate's: both parse, but they are not a pair
+    /// (a key from another set, say).
+    #[error("{key} does not go with {cert}")]
+    KeyMismatch {
+        /// The private key file.
+        key: PathBuf,
+        /// The certificate file.
+        cert: PathBuf,
+        /// rustls's finding.
+        source: rustls::Error,
+    },
     /// Renewal was asked for, but the CA key that would sign the new certificates is gone.
     #[error(
         "cannot renew: {ca_key} is missing, and only the CA that issued the certificates can renew them; issue new ones where that CA is kept, or generate a new set (remove the directory's files)"

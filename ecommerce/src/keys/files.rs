@@ -83,14 +83,17 @@ pub(crate) fn read_certificates(path: &Path) -> Result<Vec<u8>, KeyError> {
 /// Reads a private key file, refusing one that other users may read or write. Group read
 /// is allowed: Kubernetes mounts Secrets group-readable for the pod's group (`fsGroup`).
 pub(crate) fn read_private(path: &Path) -> Result<Vec<u8>, KeyError> {
-    let mode = fs::metadata(path)
-        .map_err(|source| KeyError::Read {
-            path: path.to_owned(),
-            source,
-        })?
-        .permissions()
-        .mode()
-        & 0o777;
+    let read_error = |source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let metadata = fs::metadata(path).map_err(read_error)?;
+    // A directory's mode says nothing of a key: say what it is (a volume mounted at the
+    // key's path, say), not that it is readable by others.
+    if metadata.is_dir() {
+        return Err(read_error(io::ErrorKind::IsADirectory.into()));
+    }
+    let mode = metadata.permissions().mode() & 0o777;
     if mode & 0o007 != 0 {
         return Err(KeyError::Exposed {
             path: path.to_owned(),

@@ -11,9 +11,7 @@ use rcgen::{
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::error::KeyError;
-use super::files::{
-    lock, read_certificates, read_private, read_trust_roots, sync_dir, write_atomically,
-};
+use super::files::{lock, read_certificates, read_private, sync_dir, write_atomically};
 use super::paths::KeyPaths;
 
 /// Names every server certificate carries, so local clients verify it by name or address.
@@ -90,16 +88,17 @@ pub fn ensure_keys_with(
     Ok(origin)
 }
 
-/// Reads the certificates a client should trust (see [`read_trust_roots`]), generating a
-/// new set of keys first if the directory has neither `ca.pem` nor `cert.pem`.
+/// Makes sure `paths` holds something for a client to trust (`ca.pem`, or `cert.pem`: see
+/// [`KeyPaths::trust_roots`]), generating a new set of keys if it has neither.
 ///
-/// A directory that holds only a CA (a client's mounted secret, say) is read as it is: only
+/// A directory that holds only a CA (a client's mounted secret, say) is left as it is: only
 /// a directory with nothing to trust gets keys generated.
-pub fn read_or_generate_trust_roots(paths: &KeyPaths) -> Result<Vec<u8>, KeyError> {
+pub fn ensure_trust_roots(paths: &KeyPaths) -> Result<KeysOrigin, KeyError> {
     if has_nothing_to_trust(paths) {
-        ensure_keys(paths, &[])?;
+        ensure_keys(paths, &[])
+    } else {
+        Ok(KeysOrigin::Existing)
     }
-    read_trust_roots(paths)
 }
 
 /// Makes sure `paths` holds the catalog's client certificate and key, issuing them with

@@ -8,16 +8,14 @@
 //! sees a certificate that does not match its key (a new key would be a second file, and
 //! a reader between the two renames would get a mismatched pair).
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rcgen::KeyPair;
-use x509_parser::extensions::GeneralName;
-use x509_parser::pem::Pem;
 
+use super::certificate::certificate_info;
 use super::error::KeyError;
-use super::files::{lock, read, read_private, sync_dir, write_atomically};
+use super::files::{lock, read_private, sync_dir, write_atomically};
 use super::issue::{self, Leaf, Validity, leaf_params};
 use super::paths::KeyPaths;
 
@@ -92,92 +90,6 @@ impl LifetimeArgs {
 
 /// Renew a leaf that has less than this left (default 30 days), and warn about one.
 pub const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
-
-/// What a certificate file says about its first certificate.
-#[derive(Debug, Clone)]
-pub struct CertificateInfo {
-    /// When it expires.
-    pub not_after: SystemTime,
-    /// Its DNS names and IP addresses, as written in a name list ("localhost", "127.0.0.1").
-    pub names: Vec<String>,
-}
-
-impl CertificateInfo {
-    /// Time left until it expires (zero once it has).
-    pub fn time_left(&self) -> Duration {
-        self.not_after
-            .duration_since(SystemTime::now())
-            .unwrap_or_default()
-    }
-}
-
-/// Reads the first certificate of the PEM file at `path`.
-pub fn certificate_info(path: &Path) -> Result<CertificateInfo, KeyError> {
-    let pem = read(path)?;
-    info_from_pem(&pem).map_err(|reason| KeyError::Invalid {
-        path: path.to_owned(),
-        reason,
-    })
-}
-
-/// Reads the earliest expiry among the certificates of the PEM file at `path` (a bundle of
-/// CAs expires, for a client that needs them all, with its first member).
-pub fn earliest_expiry(path: &Path) -> Result<SystemTime, KeyError> {
-    let pem = read(path)?;
-    let invalid = |reason: String| KeyError::Invalid {
-        path: path.to_owned(),
-        reason,
-    };
-    let mut earliest: Option<SystemTime> = None;
-    for block in Pem::iter_from_buffer(&pem) {
-        let block = block.map_err(|e| invalid(format!("unreadable PEM: {e}")))?;
-        let cert = block
-            .parse_x509()
-            .map_err(|e| invalid(format!("unreadable certificate: {e}")))?;
-        let not_after = unix_to_system(cert.validity().not_after.timestamp());
-        earliest = Some(earliest.map_or(not_after, |e| e.min(not_after)));
-    }
-    earliest.ok_or_else(|| invalid("there is no certificate".into()))
-}
-
-fn info_from_pem(pem: &[u8]) -> Result<CertificateInfo, String> {
-    let block = Pem::iter_from_buffer(pem)
-        .next()
-        .ok_or("there is no certificate")?
-        .map_err(|e| format!("unreadable PEM: {e}"))?;
-    let cert = block
-        .parse_x509()
-        .map_err(|e| format!("unreadable certificate: {e}"))?;
-    let mut names = Vec::new();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            match name {
-                GeneralName::DNSName(dns) => names.push((*dns).to_owned()),
-                GeneralName::IPAddress(bytes) => {
-                    let ip = match bytes.len() {
-                        4 => <[u8; 4]>::try_from(*bytes).ok().map(IpAddr::from),
-                        16 => <[u8; 16]>::try_from(*bytes).ok().map(IpAddr::from),
-                        _ => None,
-                    };
-                    names.extend(ip.map(|ip| ip.to_string()));
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(CertificateInfo {
-        not_after: unix_to_system(cert.validity().not_after.timestamp()),
-        names,
-    })
-}
-
-fn unix_to_system(seconds: i64) -> SystemTime {
-    if seconds >= 0 {
-        UNIX_EPOCH + Duration::from_secs(seconds as u64)
-    } else {
-        UNIX_EPOCH
-    }
-}
 
 /// One leaf [`renew`] looked at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,15 +211,9 @@ fn due_leaves(
     Ok((fine, due))
 }
 
-/// Logs when `what` (`"server"`, `"client"`, `"ca"`) in `path` expires: at info, as a
-/// warning within `renew_before`, as an error once it has. Returns the expiry (a bundle's
-/// earliest), for the metrics.
-pub fn log_expiry(
-    what: &'static str,
-    path: &Path,
-    renew_before: Duration,
-) -> Result<SystemTime, KeyError> {
-    let not_after = earliest_expiry(path)?;
+/// Logs when `what` (`"server"`, `"client"`, `"ca"`), read from `path`, expires
+/// (`not_after`): at info, as a warning within `renew_before`, as an error once it has.
+pub fn log_expiry(what: &'static str, path: &Path, not_after: SystemTime, renew_before: Duration) {
     let days_left = not_after
         .duration_since(SystemTime::now())
         .map(|left| left.as_secs() / DAY.as_secs());
@@ -327,7 +233,6 @@ pub fn log_expiry(
             tracing::info!(certificate = what, path = %path.display(), %until, days_left = days, "certificate valid")
         }
     }
-    Ok(not_after)
 }
 
 /// Watches a certificate's expiry while the service runs: logs a warning when it enters
@@ -406,8 +311,10 @@ const HOUR: Duration = Duration::from_secs(60 * 60);
 mod tests {
     use std::fs;
 
+    use x509_parser::pem::Pem;
+
     use super::*;
-    use crate::keys::{self, CertificateUse};
+    use crate::keys::{self, CertificateUse, earliest_expiry};
 
     fn in_days(duration: Duration) -> f64 {
         duration.as_secs_f64() / DAY.as_secs_f64()

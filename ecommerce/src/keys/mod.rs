@@ -30,10 +30,11 @@
 //! certificate (keeping its key), before it expires ([`lifetime`]).
 //!
 //! One module per concern, each using only those listed before it: `paths` (the file
-//! names), `error`, `files` (reading, locking, atomic writes), `verify` (a certificate
-//! checked as a peer would), `issue` (generating with rcgen) and [`lifetime`] (expiry and
-//! renewal).
+//! names), `error`, `files` (reading, locking, atomic writes), `certificate` (what a
+//! certificate says: expiry, names), `verify` (an identity checked as a peer and rustls
+//! would), `issue` (generating with rcgen) and [`lifetime`] (validity and renewal).
 
+mod certificate;
 mod error;
 mod files;
 mod issue;
@@ -41,18 +42,22 @@ pub mod lifetime;
 mod paths;
 mod verify;
 
+pub use self::certificate::{
+    CertificateInfo, certificate_info, earliest_expiry, earliest_expiry_in,
+};
 pub use self::error::KeyError;
 pub use self::files::{PemIdentity, read_client_identity, read_server_identity, read_trust_roots};
 pub use self::issue::{
     DEFAULT_SERVER_NAMES, KeysOrigin, Validity, ensure_client_keys, ensure_keys, ensure_keys_with,
-    read_or_generate_trust_roots,
+    ensure_trust_roots,
 };
 pub use self::lifetime::{
-    CertificateInfo, DEFAULT_RENEW_BEFORE, ExpiryWatch, LifetimeArgs, Renewal, certificate_info,
-    earliest_expiry, log_expiry, renew,
+    DEFAULT_RENEW_BEFORE, ExpiryWatch, LifetimeArgs, Renewal, log_expiry, renew,
 };
 pub use self::paths::{KeyPaths, default_keys_dir};
-pub use self::verify::{CertificateUse, verify_identity};
+pub use self::verify::{
+    CertificateUse, CheckedIdentity, read_checked_identity, verify_identity, verify_key,
+};
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
 //! `GET /metrics` over plain HTTP/1.1: the answer both services give, and a small server
-//! for a port of its own (discount's `--metrics-port`; the catalog answers on its API port).
+//! for a port of its own (discount's `--metrics-listen`; the catalog answers on its API port).
 
 use std::convert::Infallible;
 use std::future::Future;
