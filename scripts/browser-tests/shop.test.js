@@ -32,6 +32,9 @@ const children = [];
 function start(name, bin, args, env, pattern) {
   const log = path.join(work, `${name}.log`);
   const child = spawn(bin, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // 'close' comes after 'exit', once its output is read to the end: the last lines a child
+  // writes as it stops still go to its log, which must outlive them.
+  child.closed = new Promise((resolve) => child.once('close', resolve));
   children.push(child);
   let seen = '';
   return new Promise((resolve, reject) => {
@@ -56,14 +59,13 @@ function start(name, bin, args, env, pattern) {
 }
 
 /** SIGTERM (after a SIGCONT, in case a test froze it) to CHILD, and waits until it has
- * exited. */
+ * exited and its output has been read to the end. */
 function stop(child) {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    child.once('exit', resolve);
+  if (child.exitCode === null && child.signalCode === null) {
     child.kill('SIGCONT');
     child.kill('SIGTERM');
-  });
+  }
+  return child.closed;
 }
 
 // Whatever happens, nothing this file started outlives it.
@@ -127,12 +129,14 @@ before(async () => {
   const discount = await startDiscount('discount');
   main = { discount, catalog: await startCatalog('catalog', discount.target) };
   // One admitted request at a time and no queue: a second priced request while one waits
-  // is answered 503 with Retry-After at once. A long deadline and health-check interval keep
-  // the waiting one admitted (and its replica called) while discount is frozen.
+  // is answered 503 with Retry-After at once. The longest deadline the catalog takes (60 s,
+  // longer than the whole scenario may run), and a health check and breaker that never
+  // act, keep the waiting one admitted, and its replica called, for as long as discount is
+  // frozen: the scenario ends the wait itself (SIGCONT), it does not race it.
   busy = await startCatalog('catalog-busy', discount.target,
     ['--max-inflight-calls', '1', '--admission-queue', '0', '--health-check-interval-ms', '600000',
       '--breaker-failures', '1000'],
-    { DISCOUNT_TIMEOUT_MS: '20000' });
+    { DISCOUNT_TIMEOUT_MS: '60000' });
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     // As root in a container-like sandbox; no background traffic to Google's hosts.
@@ -313,19 +317,29 @@ test('an overloaded catalog: the 503 becomes a retry notice, then the prices', a
   await settled('200');
   assert.deepEqual(await shownProducts(), expectedProducts(true));
 
-  // Freeze discount: a priced request from elsewhere is admitted and waits for it.
+  // Freeze discount: a priced request from elsewhere is admitted and waits for it, until
+  // this scenario thaws discount (its deadline is longer than the scenario may take).
+  const held = async () =>
+    /^catalog_admission_in_flight_calls [1-9]/m.test((await get(busy.origin, '/metrics')).body);
   process.kill(main.discount.child.pid, 'SIGSTOP');
   let holding;
   try {
     holding = get(busy.origin, '/products', { 'X-USER-ID': '1' });
-    await until('the held request to be admitted', async () =>
-      /^catalog_admission_in_flight_calls [1-9]/m.test((await get(busy.origin, '/metrics')).body));
+    await until('the held request to be admitted', held);
     await page.getByLabel('No customer').check();
     await settled('200');
+    // The state the page meets, checked rather than assumed: the one slot is taken.
+    assert.ok(await held(), 'the held request still holds the only admission slot');
+    const refused = page.waitForResponse((r) =>
+      new URL(r.url()).pathname === '/products' && r.status() === 503);
     await page.getByLabel('John Snow').check();
-    await page.waitForFunction(() => /busy/.test(document.getElementById('notice').textContent));
+    await refused;
+    // While discount stays frozen, every retry is refused too: the notice stays.
+    await page.waitForFunction(() => /busy/.test(document.getElementById('notice').textContent),
+      null, { polling: 50 });
     assert.equal(await notice(), 'The shop is busy just now; trying again in 1 s.');
     assert.equal(await text('http-status'), '503 Service Unavailable');
+    assert.ok(await held(), 'the held request still holds the only admission slot');
   } finally {
     process.kill(main.discount.child.pid, 'SIGCONT');
   }
