@@ -11,18 +11,24 @@ pub struct Chain<'a>(pub &'a (dyn Error + 'static));
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut text = self.0.to_string();
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            let cause_text = cause.to_string();
-            if !text.contains(&cause_text) {
-                text.push_str(": ");
-                text.push_str(&cause_text);
-            }
-            source = cause.source();
-        }
-        f.write_str(&text)
+        f.write_str(&with_causes(self.0.to_string(), self.0.source()))
     }
+}
+
+/// `head`, then `: cause` for each cause from `source` on whose text is not already there:
+/// [`Chain`], for an error whose own text is not the best head (a gRPC status's message
+/// rather than its whole `Display`, say).
+pub fn with_causes(head: String, mut source: Option<&(dyn Error + 'static)>) -> String {
+    let mut text = head;
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The end of a binary's `main`: nothing on success; on an error, one line on stderr,

@@ -83,17 +83,10 @@ impl CallError {
 /// "message: cause: cause", the way transport failures (TLS, refused) are explained.
 /// tonic and hyper often repeat a cause's text in its wrapper's; each text appears once.
 pub(crate) fn error_chain(status: &tonic::Status) -> String {
-    let mut text = status.message().to_owned();
-    let mut source = std::error::Error::source(status);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    ecommerce::report::with_causes(
+        status.message().to_owned(),
+        std::error::Error::source(status),
+    )
 }
 
 /// How far a request's discounts could be applied: the value of the catalog's
