@@ -21,19 +21,16 @@ debian_mirror() {
     echo "${mirror:-http://deb.debian.org/debian}"
 }
 
-# apt_update_options: prints, one per line, the options of every apt-get update the project
-# runs. Two things, whatever the machine's apt configuration adds:
-# - it fetches the package lists and nothing else: every index target but Packages
-#   (apt-file's Contents, appstream's DEP-11, translations, sources) is turned off by name,
-#   as `apt-config dump` lists them under the same configuration. The project reads only
-#   package lists; each other index is megabytes more to fetch, and one more file that a
-#   mirror in mid-sync can fail the whole update on (a 38 MB Contents file did, in CI);
-# - any list that fails to download fails the update (by default apt warns, exits 0 and
-#   keeps no list, and the failure shows up later as a package it cannot find), so that
-#   from_registry retries it.
+# apt_update_options: prints, one per line, the options that make an apt-get update fetch
+# the package lists and nothing else, whatever the machine's apt configuration adds: every
+# index target but Packages (apt-file's Contents, appstream's DEP-11, translations,
+# sources) is turned off by name, as `apt-config dump` lists them under the same
+# configuration. The project reads only package lists; each other index is megabytes more
+# to fetch, and one more file that a mirror in mid-sync can fail the whole update on (a
+# 38 MB Contents file did, in CI). Every apt-get update the project runs uses them.
 apt_update_options() {
     local target
-    printf '%s\n' -o Acquire::Languages=none -o APT::Update::Error-Mode=any
+    printf '%s\n' -o Acquire::Languages=none
     apt-config dump | sed -n 's/^Acquire::IndexTargets::\(deb\|deb-src\)::\([^:" ]*\) .*/\1::\2/p' |
         sort -u | while read -r target; do
         [ "$target" = deb::Packages ] || printf '%s\n' -o "Acquire::IndexTargets::$target::DefaultEnabled=false"
@@ -41,16 +38,23 @@ apt_update_options() {
 }
 
 # apt_install PACKAGE…: installs Debian packages from the machine's own suites, quietly.
-# Its update fetches only package lists (apt_update_options) and leaves the machine's other
-# indexes where they are (no list clean-up).
+# One attempt is an update (the package lists alone, and the machine's other indexes left
+# where they are: no list clean-up) and the install; a failed attempt is retried whole
+# (from_registry), so a list that failed to download is fetched again. A source of the
+# machine's that fails for good (a third-party one, say) is apt's warning, as ever, not a
+# failure of ours.
 apt_install() {
-    local registry options=()
-    registry="the machine's apt sources ($(debian_mirror))"
+    from_registry "apt-get install $*" "the machine's apt sources ($(debian_mirror))" \
+        apt_install_once "$@"
+}
+
+# apt_install_once PACKAGE…: one attempt of apt_install.
+apt_install_once() {
+    local options=()
     mapfile -t options < <(apt_update_options)
-    from_registry "apt-get update" "$registry" \
-        as_root apt-get "${options[@]}" -o APT::Get::List-Cleanup=false update -qq || return 1
-    from_registry "apt-get install $*" "$registry" \
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+    as_root apt-get "${options[@]}" -o APT::Get::List-Cleanup=false update -qq &&
+        as_root env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends "$@"
 }
 
 # suite_apt DIR SUITE…: makes DIR a private apt state (sources, lists, cache) naming SUITE…
@@ -79,9 +83,13 @@ suite_apt() {
         mv "$dir/sources.list.new" "$dir/sources.list"
         rm -f "$dir/updated"
         [ -f "$keyring" ] || apt_install debian-archive-keyring || return 1
+        # Any list that fails to download fails the update (by default apt warns, exits 0
+        # and keeps no list, and the failure shows up later as a package it cannot find):
+        # these suites are Debian's own, and from_registry tries again.
         mapfile -t options < <(apt_update_options)
         from_registry "apt-get update ($*)" "$suite_apt_registry" \
-            apt-get "${options[@]}" "${suite_apt_options[@]}" update -qq || return 1
+            apt-get "${options[@]}" -o APT::Update::Error-Mode=any "${suite_apt_options[@]}" \
+            update -qq || return 1
         touch "$dir/updated"
     fi
     rm -f "$dir/sources.list.new"
