@@ -15,8 +15,8 @@ read -r -a registry_backoff <<<"${REGISTRY_BACKOFF:-10 30 60}"
 # Where each step's output goes (absolute: a step may run in another directory).
 registry_logs=$PWD/target/registry-logs
 
-# from_registry STEP REGISTRY COMMAND…: runs COMMAND, its output kept in
-# $registry_logs/STEP.log (the last attempt's). A failed attempt is announced in one
+# from_registry STEP REGISTRY COMMAND…: runs COMMAND, its output (the last attempt's) kept
+# in a log of $registry_logs named for STEP. A failed attempt is announced in one
 # line and tried again after a back-off, at most registry_attempts times in all; then
 # from_registry prints one line, naming STEP, REGISTRY, the first error the command printed
 # and the log, and returns 1 (under set -e, the calling script stops there).
@@ -24,7 +24,9 @@ from_registry() {
     local step=$1 registry=$2 attempt=1 delay log reason
     shift 2
     mkdir -p "$registry_logs"
-    log=$registry_logs/$(tr -cs 'A-Za-z0-9.' '-' <<<"$step" | sed 's/-$//').log
+    # Named for the step: its first words, and a checksum of it all (a file name has at
+    # most 255 bytes; a step can name a dozen packages).
+    log=$registry_logs/$(tr -cs 'A-Za-z0-9.' '-' <<<"$step" | cut -c1-60 | sed 's/-$//')-$(cksum <<<"$step" | cut -d' ' -f1).log
     while true; do
         if "$@" >"$log" 2>&1; then
             return 0
