@@ -494,11 +494,18 @@ async fn with_discount_down_the_client_spans_carry_the_error_and_the_body_is_who
     let (_dir, keys) = generated_keys();
     let discount = start_discount(&keys).await;
     let exporter = exporting_to_the_receiver();
-    // Health checks rarely, so that the calls, not a check, find discount gone.
+    // Health checks rarely, so that the calls, not a check, find discount gone; and a
+    // generous deadline, so that they find it refusing (UNAVAILABLE), not a busy machine
+    // too slow for 300 ms (their deadline expired: CANCELLED, seen under stress-ng).
     let mut catalog = catalog(
         &keys,
         discount.addr,
-        &["--health-check-interval-ms", "600000"],
+        &[
+            "--health-check-interval-ms",
+            "600000",
+            "--discount-timeout-ms",
+            "5000",
+        ],
         &exporter,
     );
     let addr = catalog_addr(&catalog);
