@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::data::Catalog;
 use crate::discounts::Discounts;
+use crate::listing::Listing;
 use crate::metrics::Metrics;
 use crate::overload::admission::Admission;
 
@@ -14,6 +15,8 @@ use crate::overload::admission::Admission;
 pub struct App {
     /// The products and customers.
     pub catalog: Catalog,
+    /// The fixed part of the products' JSON, made from `catalog` at start.
+    pub listing: Listing,
     /// The shared connections to the discount service.
     pub discounts: Discounts,
     /// What is counted and measured.

@@ -10,6 +10,7 @@
 //!   discount's faults.
 //! - [`pricing`]: a customer's prices, free of HTTP: admission, one discount call per
 //!   product, and the rule that every product is always served.
+//! - [`listing`]: the `/products` body, its fixed parts serialised once.
 //! - [`routes`]: the HTTP API, one module per kind of route; [`app`], what they share.
 //! - [`trace`]: the catalog's OpenTelemetry spans, made in one place.
 //! - [`shop`]: the storefront, a page for people at `/shop`, embedded in the binary.
@@ -29,6 +30,7 @@ pub mod config;
 pub mod data;
 pub mod discounts;
 pub mod healthcheck;
+pub mod listing;
 pub mod metrics;
 pub mod overload;
 pub mod pricing;

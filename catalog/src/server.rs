@@ -29,6 +29,7 @@ use ecommerce::listener;
 use crate::app::App;
 use crate::data::Catalog;
 use crate::discounts::{Discounts, MAX_CALLS_IN_FLIGHT};
+use crate::listing::Listing;
 use crate::metrics::Metrics;
 use crate::overload::admission::{Admission, AdmissionSettings};
 use crate::routes;
@@ -114,6 +115,7 @@ pub async fn run(
         )
     });
     let app = Arc::new(App {
+        listing: Listing::new(config.catalog.products()),
         catalog: config.catalog,
         discounts: config.discounts,
         metrics: config.metrics,

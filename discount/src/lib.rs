@@ -6,6 +6,7 @@
 //! - [`server`]: [`run`], which serves it with TLS on a given listener until shutdown, with
 //!   gRPC health checking and reflection.
 //! - [`tls`]: TLS on the gRPC port with rustls, and new certificates without a restart.
+//! - [`dispatch`]: the discount calls' short way to their service, past tonic's router.
 //! - [`limits`]: the request size limit, reported as RESOURCE_EXHAUSTED.
 //! - [`observe`]: each call seen once, its status code reported to the metrics and its span.
 //! - [`metrics`]: Prometheus metrics of every call.
@@ -17,6 +18,7 @@
 //! [`run`]; the tests call the same [`run`] on a port the OS picks.
 
 pub mod config;
+pub mod dispatch;
 pub mod healthcheck;
 pub mod limits;
 pub mod metrics;

@@ -36,6 +36,7 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 use tower::layer::util::{Identity, Stack};
 
+use crate::dispatch::DirectLayer;
 use crate::limits::{DEFAULT_MAX_REQUEST_BYTES, OversizeStatusLayer};
 use crate::metrics::Metrics;
 use crate::observe::ObserveLayer;
@@ -167,10 +168,11 @@ pub async fn run(
 }
 
 /// The TLS port's router: its services behind its layers.
-type GrpcRouter = Router<Stack<OversizeStatusLayer, Stack<ObserveLayer, Identity>>>;
+type GrpcRouter =
+    Router<Stack<DirectLayer, Stack<OversizeStatusLayer, Stack<ObserveLayer, Identity>>>>;
 
-/// The TLS port's services: discount, health, reflection (v1 and v1alpha), behind the
-/// observing and message-size layers.
+/// The TLS port's services: discount (straight to it, past the router: [`DirectLayer`]),
+/// health, reflection (v1 and v1alpha), behind the observing and message-size layers.
 fn grpc_router(
     config: &Config,
     health_service: HealthServer<impl Health>,
@@ -193,10 +195,10 @@ fn grpc_router(
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .layer(ObserveLayer::new(config.metrics.clone()))
         .layer(OversizeStatusLayer)
-        .add_service(
+        .layer(DirectLayer::new(
             DiscountServer::new(DiscountService)
                 .max_decoding_message_size(config.max_request_bytes),
-        )
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha))

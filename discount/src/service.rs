@@ -2,9 +2,16 @@
 
 use ecommerce::pb::discount_server::Discount;
 use ecommerce::pb::{DiscountRequest, DiscountResponse};
+use std::sync::LazyLock;
+
+use tonic::metadata::{Ascii, MetadataKey};
 use tonic::{Request, Response, Status};
 
 use crate::{pricing, trace};
+
+/// The request id's key, made once: read on every call.
+static REQUEST_ID: LazyLock<MetadataKey<Ascii>> =
+    LazyLock::new(|| MetadataKey::from_static(ecommerce::REQUEST_ID_HEADER));
 
 /// Implements `ecommerce.Discount`. It holds no state: every answer follows from the request.
 #[derive(Debug, Default, Clone)]
@@ -28,7 +35,7 @@ impl Discount for DiscountService {
         // both services' logs. Metadata `to_str` only accepts visible ASCII.
         if let Some(id) = request
             .metadata()
-            .get(ecommerce::REQUEST_ID_HEADER)
+            .get(&*REQUEST_ID)
             .and_then(|value| value.to_str().ok())
             .filter(|id| id.len() <= ecommerce::MAX_REQUEST_ID_LEN)
         {

@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use ecommerce::pb;
 use ecommerce::telemetry::propagation;
@@ -78,7 +79,9 @@ impl Attempt {
         let time_left = self.deadline.saturating_duration_since(Instant::now());
         let mut request = tonic::Request::new(self.message);
         // Sent as `grpc-timeout`, so the server can give up when we have.
-        request.set_timeout(time_left);
+        request
+            .metadata_mut()
+            .insert(GRPC_TIMEOUT, grpc_timeout(time_left));
         propagation::inject(&span, request.metadata_mut());
         if let Some(id) = self.request_id {
             request
@@ -88,17 +91,19 @@ impl Attempt {
         // Our own timer as well: it also covers connecting and waiting for a stream.
         let mut grpc = self.replica.grpc();
         let load = &self.context.load;
-        let (result, code) =
-            match tokio::time::timeout_at(self.deadline, grpc.apply_discount(request)).await {
-                Err(_elapsed) => (
-                    Err(CallError::Timeout {
-                        local: load.is_overloaded(),
-                    }),
-                    Code::DeadlineExceeded,
-                ),
-                Ok(Err(status)) => (Err(classify(&status, load)), status.code()),
-                Ok(Ok(response)) => (interpret(self.asked, response.into_inner()), Code::Ok),
-            };
+        // Boxed: tonic's call is a large future, and the attempt's own would be as large,
+        // moved (copied) each time a hedge or a `price_all` slot takes it in.
+        let call = Box::pin(grpc.apply_discount(request));
+        let (result, code) = match tokio::time::timeout_at(self.deadline, call).await {
+            Err(_elapsed) => (
+                Err(CallError::Timeout {
+                    local: load.is_overloaded(),
+                }),
+                Code::DeadlineExceeded,
+            ),
+            Ok(Err(status)) => (Err(classify(&status, load)), status.code()),
+            Ok(Ok(response)) => (interpret(self.asked, response.into_inner()), Code::Ok),
+        };
         trace::attempt_ended(&span, code, result.as_ref().err().map(CallError::outcome));
         self.replica.tally.record(result.is_ok());
         let opened = match &result {
@@ -115,6 +120,29 @@ impl Attempt {
         }
         result
     }
+}
+
+/// The metadata a call's deadline goes in.
+const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+/// `time_left` as `grpc-timeout` says it, in whole milliseconds, rounded down: the server
+/// gives up at most a millisecond before the catalog does.
+///
+/// Not in microseconds, as tonic's `Request::set_timeout` writes it, for HPACK's sake. h2
+/// adds every header value it has not sent yet to the connection's header table, and at
+/// each header looks through the values already there under the same name. A value new
+/// on every call (the time left to the microsecond, the request id) filled the table with
+/// values never sent again, pushing out the headers that repeat, and made that look-through
+/// some sixty comparisons per call: about 4% of the catalog's instructions (BENCHMARKS.md).
+/// In milliseconds, the few values a deadline takes repeat, and are sent as an index into
+/// the table; the request id, new on every request, is sent "never indexed" (sensitive),
+/// outside the table. The server reads the same deadline, and every HTTP/2 implementation
+/// takes both forms.
+fn grpc_timeout(time_left: Duration) -> MetadataValue<Ascii> {
+    // The gRPC specification allows at most eight digits.
+    let millis = time_left.as_millis().min(99_999_999);
+    MetadataValue::try_from(format!("{millis}m"))
+        .unwrap_or_else(|_| MetadataValue::from_static("0m"))
 }
 
 fn classify(status: &tonic::Status, load: &LocalLoad) -> CallError {
@@ -187,6 +215,14 @@ mod tests {
                 ..Default::default()
             }),
         }
+    }
+
+    #[test]
+    fn the_deadline_is_sent_in_whole_milliseconds_within_the_specifications_eight_digits() {
+        assert_eq!(grpc_timeout(Duration::from_micros(299_999)), "299m");
+        assert_eq!(grpc_timeout(Duration::from_millis(300)), "300m");
+        assert_eq!(grpc_timeout(Duration::ZERO), "0m");
+        assert_eq!(grpc_timeout(Duration::from_secs(1_000_000)), "99999999m");
     }
 
     #[test]

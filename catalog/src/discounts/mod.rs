@@ -10,7 +10,7 @@
 //!   [`MAX_CALLS_IN_FLIGHT`] at a time, all under **one** deadline taken when the request
 //!   is admitted ([`crate::overload::admission`]). A `/products` request therefore never
 //!   waits much longer than the call timeout once admitted, whatever the number of
-//!   products. The server sees the time left as `grpc-timeout`;
+//!   products. The server sees the time left as `grpc-timeout` (whole milliseconds);
 //! - each replica has a circuit breaker ([`breaker`]) and out-of-band health checks
 //!   ([`health_check`]). A call that finds no replica accepting calls fails at once, instead of
 //!   waiting on a service known to be down, and no customer call is ever used as a probe;
@@ -240,7 +240,11 @@ impl Discounts {
     ) -> Vec<CallResult> {
         let deadline = Instant::now() + self.call_timeout;
         // Parsed once; clones share the bytes. Ids are checked ASCII, so this always parses.
-        let request_id = MetadataValue::try_from(request_id).ok();
+        // A new value on every request: sent "never indexed" (see `attempt::grpc_timeout`).
+        let request_id = MetadataValue::try_from(request_id).ok().map(|mut id| {
+            id.set_sensitive(true);
+            id
+        });
         let request_id = request_id.as_ref();
         // Indices rather than `&Product` items: a closure taking a reference makes the
         // future lose `Send` (rust-lang/rust#64552), and hyper needs it `Send`.

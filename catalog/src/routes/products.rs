@@ -6,13 +6,11 @@ use std::time::Instant;
 
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
-use serde::Serialize;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use super::response::{Body, json, overloaded, text};
+use super::response::{Body, json_bytes, overloaded, text};
 use crate::app::App;
-use crate::data::{CustomerId, Product};
-use crate::discounts::Discount;
+use crate::data::CustomerId;
 use crate::pricing::Pricer;
 use crate::trace;
 
@@ -54,12 +52,7 @@ pub(super) async fn products(
     let Ok(prices) = pricer.price(customer, products, request_id, arrived).await else {
         return overloaded();
     };
-    let body: Vec<ProductJson> = products
-        .iter()
-        .zip(prices.discounts)
-        .map(|(product, discount_value)| ProductJson::new(product, discount_value))
-        .collect();
-    let mut response = json(&body);
+    let mut response = json_bytes(app.listing.body(&prices.discounts));
     response.headers_mut().insert(
         DISCOUNT_STATUS_HEADER,
         HeaderValue::from_static(prices.status.name()),
@@ -72,32 +65,6 @@ pub(super) async fn products(
             .admitted_request_done(arrived.elapsed());
     }
     response
-}
-
-/// A product as the JSON contract shows it. Field order is the contract's.
-#[derive(Serialize)]
-struct ProductJson<'a> {
-    id: i32,
-    slug: &'a str,
-    description: &'a str,
-    price_in_cents: i32,
-    /// Present only when a discount applies. Serialised from the `f32` through serde's
-    /// typed path, which prints `0.1`; a `serde_json::Value` would widen it to
-    /// `0.10000000149011612`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    discount_value: Option<Discount>,
-}
-
-impl<'a> ProductJson<'a> {
-    fn new(product: &'a Product, discount_value: Option<Discount>) -> Self {
-        Self {
-            id: product.id,
-            slug: &product.slug,
-            description: &product.description,
-            price_in_cents: product.price_in_cents,
-            discount_value,
-        }
-    }
 }
 
 /// Why `X-USER-ID` was refused: each is a 400 with its [`Self::message`].

@@ -184,10 +184,28 @@ fn install(
     });
     mode::set_spans_enabled(spans.is_some());
 
+    // Without export, the registry gets the log layer alone: an absent (`None`) layer
+    // would declare an interest in every callsite, and every span that `RUST_LOG` hides
+    // would still be made, entered and closed on each call for nobody (BENCHMARKS.md).
+    match spans {
+        Some(spans) => tracing_subscriber::registry()
+            .with(spans)
+            .with(logs(log_format))
+            .init(),
+        None => tracing_subscriber::registry().with(logs(log_format)).init(),
+    }
+    Ok(Telemetry { provider, endpoint })
+}
+
+/// The log lines' layer: to stderr, filtered by `RUST_LOG`, with trace ids (see the module
+/// docs).
+fn logs<S>(log_format: LogFormat) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let registry = tracing_subscriber::registry().with(spans);
     match log_format {
         LogFormat::Pretty => {
             // Colour codes only help a person at a terminal; in files and pipes they are noise.
@@ -199,7 +217,7 @@ fn install(
                     tracing_subscriber::fmt::format().with_ansi(ansi),
                     false,
                 ));
-            registry.with(logs.with_filter(filter)).init();
+            logs.with_filter(filter).boxed()
         }
         LogFormat::Json => {
             let json = tracing_subscriber::fmt::format()
@@ -209,10 +227,9 @@ fn install(
             let logs = logs
                 .fmt_fields(JsonFields::new())
                 .event_format(WithTraceIds::new(json, true));
-            registry.with(logs.with_filter(filter)).init();
+            logs.with_filter(filter).boxed()
         }
     }
-    Ok(Telemetry { provider, endpoint })
 }
 
 /// W3C Trace Context and baggage, for [`propagation`].

@@ -17,6 +17,7 @@
 
 use std::future::Future;
 
+use futures_util::future::Either;
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::{Context, global};
@@ -29,6 +30,8 @@ pub use super::mode::spans_enabled;
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
 const BAGGAGE: &str = "baggage";
+/// `traceparent` as a header name, made once (looked up on every request and call).
+const TRACEPARENT_NAME: http::HeaderName = http::HeaderName::from_static(TRACEPARENT);
 /// The most of `tracestate` or `baggage` passed on: the W3C limits are 512 bytes for
 /// `tracestate` and 8192 for `baggage`; anything longer is dropped, not truncated.
 const MAX_PASSED: usize = 8192;
@@ -44,7 +47,7 @@ pub struct Incoming {
 impl Incoming {
     /// The context `headers` carry, if their `traceparent` is valid.
     pub fn from_headers(headers: &http::HeaderMap) -> Option<Self> {
-        let traceparent = headers.get(TRACEPARENT)?;
+        let traceparent = headers.get(&TRACEPARENT_NAME)?;
         parse_traceparent(traceparent.to_str().ok()?)?;
         let bounded = |name| {
             headers
@@ -104,9 +107,15 @@ pub fn incoming(headers: &http::HeaderMap) -> Option<Incoming> {
 }
 
 /// Runs `future` (a request's handling) with `incoming` at hand for [`inject`] and the
-/// request's log lines.
+/// request's log lines. Without a context, `future` runs as it is: outside a scope,
+/// [`inject`] and the log lines find none either, and the task-local's poll and moves are
+/// saved on every request (scopes are not nested: each is a request's or a call's, at the
+/// top of its task).
 pub fn scope<F: Future>(incoming: Option<Incoming>, future: F) -> impl Future<Output = F::Output> {
-    INCOMING.scope(incoming, future)
+    match incoming {
+        Some(incoming) => Either::Left(INCOMING.scope(Some(incoming), future)),
+        None => Either::Right(future),
+    }
 }
 
 /// The trace and span ids of the request being handled, in pass-through mode (for the logs).
