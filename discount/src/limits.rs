@@ -14,18 +14,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::{HeaderName, HeaderValue};
-use tonic::Code;
+use http::HeaderValue;
+use tonic::{Code, Status};
 
 /// The largest request message discount decodes unless told otherwise: gRPC's standard 4 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
 /// `OUT_OF_RANGE` as `grpc-status` writes it (not formatted anew for every call).
 const OUT_OF_RANGE: &str = "11";
-
-/// The headers a status is read from, made once: read on every call.
-const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
-const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 
 /// The start of tonic's message for a message over the decoding limit.
 const TONIC_TOO_LARGE: &str = "Error, decoded message length too large";
@@ -68,17 +64,17 @@ where
             // The decode error comes before the handler runs: a trailers-only response,
             // with the status in its headers.
             let headers = response.headers_mut();
-            let out_of_range =
-                headers.get(&GRPC_STATUS).map(|v| v.as_bytes()) == Some(OUT_OF_RANGE.as_bytes());
+            let out_of_range = headers.get(&Status::GRPC_STATUS).map(|v| v.as_bytes())
+                == Some(OUT_OF_RANGE.as_bytes());
             let too_large = || {
                 headers
-                    .get(&GRPC_MESSAGE)
+                    .get(&Status::GRPC_MESSAGE)
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|m| percent_decoded_starts_with(m, TONIC_TOO_LARGE))
             };
             if out_of_range && too_large() {
                 headers.insert(
-                    GRPC_STATUS,
+                    Status::GRPC_STATUS,
                     HeaderValue::from(Code::ResourceExhausted as i32),
                 );
             }
@@ -99,8 +95,8 @@ mod tests {
 
     #[test]
     fn out_of_range_is_written_as_grpc_status_writes_it() {
-        let status = tonic::Status::out_of_range("too large").into_http::<()>();
-        assert_eq!(status.headers()[GRPC_STATUS], OUT_OF_RANGE);
+        let status = Status::out_of_range("too large").into_http::<()>();
+        assert_eq!(status.headers()[Status::GRPC_STATUS], OUT_OF_RANGE);
         assert_eq!((Code::OutOfRange as i32).to_string(), OUT_OF_RANGE);
     }
 }

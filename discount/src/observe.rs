@@ -101,12 +101,9 @@ where
     }
 }
 
-/// The header (or trailer) of a gRPC status, made once: read on every call.
-const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
-
 fn grpc_status(headers: &http::HeaderMap) -> Option<Code> {
     headers
-        .get(&GRPC_STATUS)
+        .get(&tonic::Status::GRPC_STATUS)
         .map(|value| Code::from_bytes(value.as_bytes()))
 }
 
