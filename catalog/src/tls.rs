@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use ecommerce::keys::{self, CertificateUse, KeyError, KeyPaths, PemIdentity};
 use ecommerce::tls_reload::{ReloadMetrics, TlsSource};
 
-use crate::discounts::{Discounts, TlsMaterial};
+use crate::discounts::{Discounts, TlsMaterial, TlsMaterialError};
 
 /// The files the catalog's TLS is made of.
 #[derive(Debug, Clone)]
@@ -41,13 +41,13 @@ pub enum TlsError {
     /// key is not its own.
     #[error(transparent)]
     Keys(#[from] KeyError),
-    /// tonic refused to make a TLS client of them.
+    /// rustls refused to make a TLS client of them.
     #[error("the gRPC client refused the TLS files in {dir}")]
     Client {
         /// The keys directory.
         dir: PathBuf,
-        /// tonic's reason.
-        source: tonic::transport::Error,
+        /// rustls's reason.
+        source: TlsMaterialError,
     },
 }
 
@@ -58,7 +58,7 @@ pub struct ClientTls {
     pub trust_roots_pem: Vec<u8>,
     /// The client certificate and key to present (mutual TLS).
     pub identity: Option<PemIdentity>,
-    /// The same, as tonic takes them.
+    /// The same, as the discount client's connections take them.
     pub material: TlsMaterial,
     /// When the trusted CAs expire (the earliest of a bundle).
     pub ca_expiry: SystemTime,
@@ -149,12 +149,8 @@ impl TlsSource for CatalogTls {
     }
 
     fn apply(&self, loaded: ClientTls) -> Result<(), TlsError> {
-        self.discounts
-            .replace_tls(loaded.material)
-            .map_err(|source| TlsError::Client {
-                dir: self.files.paths.dir().to_owned(),
-                source,
-            })
+        self.discounts.replace_tls(loaded.material);
+        Ok(())
     }
 
     fn log_used(&self) {

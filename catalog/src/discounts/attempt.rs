@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use ecommerce::pb;
 use ecommerce::telemetry::propagation;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
 use tonic::Code;
-use tonic::metadata::{Ascii, MetadataValue};
 use tracing::Instrument;
 
 use super::context::CallContext;
@@ -58,7 +58,8 @@ pub(crate) struct Attempt {
     pub replica: Arc<Replica>,
     pub kind: AttemptKind,
     pub message: pb::DiscountRequest,
-    pub request_id: Option<MetadataValue<Ascii>>,
+    /// Sent as `x-request-id`, marked sensitive: see [`grpc_timeout`].
+    pub request_id: Option<HeaderValue>,
     pub asked: AskedProduct,
     pub deadline: Instant,
     pub context: Arc<CallContext>,
@@ -78,15 +79,14 @@ impl Attempt {
     async fn send(self, span: tracing::Span) -> CallResult {
         let time_left = self.deadline.saturating_duration_since(Instant::now());
         let mut request = tonic::Request::new(self.message);
-        // Sent as `grpc-timeout`, so the server can give up when we have.
-        request
-            .metadata_mut()
-            .insert(GRPC_TIMEOUT, grpc_timeout(time_left));
         propagation::inject(&span, request.metadata_mut());
+        // Straight into the header map, under names made at compile time: tonic's
+        // metadata API parses a name given as text on every insert.
+        let headers: &mut HeaderMap = request.metadata_mut().as_mut();
+        // Sent as `grpc-timeout`, so the server can give up when we have.
+        headers.insert(GRPC_TIMEOUT, grpc_timeout(time_left));
         if let Some(id) = self.request_id {
-            request
-                .metadata_mut()
-                .insert(ecommerce::REQUEST_ID_HEADER, id);
+            headers.insert(REQUEST_ID, id);
         }
         // Our own timer as well: it also covers connecting and waiting for a stream.
         let mut grpc = self.replica.grpc();
@@ -122,8 +122,11 @@ impl Attempt {
     }
 }
 
-/// The metadata a call's deadline goes in.
-const GRPC_TIMEOUT: &str = "grpc-timeout";
+/// The header a call's deadline goes in.
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
+/// The header the request's id goes in, for discount's logs.
+const REQUEST_ID: HeaderName = HeaderName::from_static(ecommerce::REQUEST_ID_HEADER);
 
 /// `time_left` as `grpc-timeout` says it, in whole milliseconds, rounded down: the server
 /// gives up at most a millisecond before the catalog does.
@@ -138,11 +141,24 @@ const GRPC_TIMEOUT: &str = "grpc-timeout";
 /// the table; the request id, new on every request, is sent "never indexed" (sensitive),
 /// outside the table. The server reads the same deadline, and every HTTP/2 implementation
 /// takes both forms.
-fn grpc_timeout(time_left: Duration) -> MetadataValue<Ascii> {
+///
+/// Written digit by digit: `format!` cost as much again as the rest of the header.
+fn grpc_timeout(time_left: Duration) -> HeaderValue {
     // The gRPC specification allows at most eight digits.
-    let millis = time_left.as_millis().min(99_999_999);
-    MetadataValue::try_from(format!("{millis}m"))
-        .unwrap_or_else(|_| MetadataValue::from_static("0m"))
+    let mut millis =
+        u32::try_from(time_left.as_millis()).map_or(99_999_999, |ms| ms.min(99_999_999));
+    let mut text = [b'm'; 9];
+    let mut start = text.len() - 1;
+    loop {
+        start -= 1;
+        // A digit: `millis % 10` is below 10.
+        text[start] = b'0' + (millis % 10) as u8;
+        millis /= 10;
+        if millis == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(&text[start..]).unwrap_or(HeaderValue::from_static("0m"))
 }
 
 fn classify(status: &tonic::Status, load: &LocalLoad) -> CallError {
@@ -221,8 +237,12 @@ mod tests {
     fn the_deadline_is_sent_in_whole_milliseconds_within_the_specifications_eight_digits() {
         assert_eq!(grpc_timeout(Duration::from_micros(299_999)), "299m");
         assert_eq!(grpc_timeout(Duration::from_millis(300)), "300m");
+        assert_eq!(grpc_timeout(Duration::from_millis(10)), "10m");
+        assert_eq!(grpc_timeout(Duration::from_millis(7)), "7m");
         assert_eq!(grpc_timeout(Duration::ZERO), "0m");
+        assert_eq!(grpc_timeout(Duration::from_millis(12_345_678)), "12345678m");
         assert_eq!(grpc_timeout(Duration::from_secs(1_000_000)), "99999999m");
+        assert_eq!(grpc_timeout(Duration::MAX), "99999999m");
     }
 
     #[test]

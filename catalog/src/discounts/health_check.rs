@@ -28,7 +28,6 @@ use std::time::Duration;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
 use super::health::{Health, HealthSettings};
 use super::outcome::error_chain;
@@ -71,7 +70,7 @@ pub(crate) fn spawn(replica: Weak<Replica>, settings: HealthSettings, load: Loca
 }
 
 async fn check(replica: &Replica, timeout: Duration) -> Finding {
-    let mut client = HealthClient::new(replica.channel());
+    let mut client = replica.health_client();
     let mut request = tonic::Request::new(HealthCheckRequest {
         service: SERVICE.to_owned(),
     });

@@ -16,8 +16,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ecommerce::pb;
+use http::HeaderValue;
 use tokio::time::Instant;
-use tonic::metadata::{Ascii, MetadataValue};
 
 use super::attempt::{AskedProduct, Attempt, AttemptKind};
 use super::context::CallContext;
@@ -53,7 +53,7 @@ impl HedgedCaller {
         &self,
         customer: &Customer,
         product: &Product,
-        request_id: Option<&MetadataValue<Ascii>>,
+        request_id: Option<&HeaderValue>,
         deadline: Instant,
     ) -> CallResult {
         if deadline.saturating_duration_since(Instant::now()) < MIN_CALL_BUDGET {
@@ -74,7 +74,7 @@ impl HedgedCaller {
         first: Arc<Replica>,
         customer: &Customer,
         product: &Product,
-        request_id: Option<&MetadataValue<Ascii>>,
+        request_id: Option<&HeaderValue>,
         deadline: Instant,
     ) -> CallResult {
         let attempt = |replica: Arc<Replica>, kind: AttemptKind| {

@@ -3,9 +3,10 @@
 //! The old Go catalog opened a new TLS connection per request, had no deadline (it hung as
 //! long as discount did) and dropped products whose call failed. Here:
 //!
-//! - the replicas of discount ([`replica_set`]) each get one TLS channel ([`replica`]), made at start-up and
-//!   shared by every request. Channels connect lazily, so the catalog starts and serves
-//!   while discount is still down, and reconnect on demand when discount comes back;
+//! - the replicas of discount ([`replica_set`]) each get one TLS channel ([`replica`],
+//!   [`connection`]), made at start-up and shared by every request. Channels connect
+//!   lazily, so the catalog starts and serves while discount is still down, and reconnect
+//!   on demand when discount comes back;
 //! - a request's calls (one per product) run concurrently, at most
 //!   [`MAX_CALLS_IN_FLIGHT`] at a time, all under **one** deadline taken when the request
 //!   is admitted ([`crate::overload::admission`]). A `/products` request therefore never
@@ -28,13 +29,15 @@
 //!   price).
 //!
 //! The modules form one chain, each using only those before it: [`outcome`] (what a call
-//! comes to), [`breaker`], [`health`] and [`budget`] (state), [`replica`], [`health_check`],
+//! comes to), [`breaker`], [`health`] and [`budget`] (state), [`connection`], [`replica`],
+//! [`health_check`],
 //! [`replica_set`], [`context`] (what calls share), [`attempt`] (one call to one replica),
 //! [`hedging`] (one product's calls), and this module's [`Discounts`] (a request's calls).
 
 mod attempt;
 mod breaker;
 mod budget;
+mod connection;
 mod context;
 mod health;
 mod health_check;
@@ -50,14 +53,14 @@ use std::time::Duration;
 
 use ecommerce::keys::PemIdentity;
 use futures_util::{StreamExt, stream};
+use http::HeaderValue;
 use tokio::time::Instant;
-use tonic::metadata::MetadataValue;
 
 pub use self::breaker::{BreakerSettings, BreakerState};
+pub use self::connection::{TlsMaterial, TlsMaterialError};
 pub use self::health::{Health, HealthSettings};
 pub use self::hedging::MIN_CALL_BUDGET;
 pub use self::outcome::{CallError, CallResult, Discount, DiscountStatus};
-pub use self::replica::TlsMaterial;
 pub use self::replica_set::SettingsError;
 
 use self::context::CallContext;
@@ -183,9 +186,9 @@ impl Discounts {
 
     /// Uses `tls` (the CAs to trust, the client certificate to present) for every new
     /// connection from now on: each replica gets a new channel; calls in flight finish on
-    /// the old one. On an error, nothing changes.
-    pub fn replace_tls(&self, tls: TlsMaterial) -> Result<(), tonic::transport::Error> {
-        self.caller.replicas.replace_tls(tls)
+    /// the old one.
+    pub fn replace_tls(&self, tls: TlsMaterial) {
+        self.caller.replicas.replace_tls(tls);
     }
 
     /// Whether the catalog is overloaded (shared with admission control).
@@ -241,7 +244,7 @@ impl Discounts {
         let deadline = Instant::now() + self.call_timeout;
         // Parsed once; clones share the bytes. Ids are checked ASCII, so this always parses.
         // A new value on every request: sent "never indexed" (see `attempt::grpc_timeout`).
-        let request_id = MetadataValue::try_from(request_id).ok().map(|mut id| {
+        let request_id = HeaderValue::from_str(request_id).ok().map(|mut id| {
             id.set_sensitive(true);
             id
         });

@@ -1,6 +1,6 @@
-//! One discount replica: its address, its lazily connected TLS channel (verified against
-//! the **name** from the address list, not the resolved IP), its circuit breaker, what its
-//! health checks found, and its call counts.
+//! One discount replica: its address, its lazily connected TLS channel
+//! ([`super::connection`], verified against the **name** from the address list, not the
+//! resolved IP), its circuit breaker, what its health checks found, and its call counts.
 //!
 //! **Keepalive that standard servers accept.** grpc-go and grpcio servers accept an HTTP/2
 //! ping without data at most every 5 minutes, and none on a connection without calls; more
@@ -16,14 +16,14 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
-use ecommerce::keys::PemIdentity;
 use ecommerce::pb::discount_client::DiscountClient;
+use http::Uri;
 use tokio::sync::Notify;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic_health::pb::health_client::HealthClient;
 
 use super::breaker::{BreakerSettings, CircuitBreaker};
+use super::connection::{Connector, ReplicaChannel, TlsMaterial};
 use super::health::HealthCell;
 
 /// A discount server at one address.
@@ -33,11 +33,13 @@ pub struct Replica {
     pub addr: SocketAddr,
     /// The name its certificate is checked against.
     host: String,
+    /// Where its calls go (`https://ADDR`).
+    origin: Uri,
     /// How to connect to it, kept to start afresh; replaced when the TLS files change.
-    endpoint: RwLock<Endpoint>,
+    connector: RwLock<Connector>,
     /// Its channel; clones share the connection. Replaced when the connection is presumed
     /// dead ([`Self::reconnect`]).
-    channel: RwLock<Channel>,
+    channel: RwLock<ReplicaChannel>,
     /// Whether its recent calls failed.
     pub breaker: CircuitBreaker,
     /// What its health checks found.
@@ -67,20 +69,21 @@ impl ReplicaTally {
 }
 
 impl Replica {
-    /// A replica at `addr`, named `host`, connecting with `endpoint` (lazily), counting its
+    /// A replica at `addr`, named `host`, connecting with `connector` (lazily), counting its
     /// calls in `tally`.
     pub(crate) fn new(
         host: &str,
         addr: SocketAddr,
-        endpoint: Endpoint,
+        connector: Connector,
         breaker: BreakerSettings,
         tally: Arc<ReplicaTally>,
     ) -> Self {
         Self {
             addr,
             host: host.to_owned(),
-            channel: RwLock::new(endpoint.connect_lazy()),
-            endpoint: RwLock::new(endpoint),
+            origin: connector.origin().clone(),
+            channel: RwLock::new(ReplicaChannel::lazy(connector.clone())),
+            connector: RwLock::new(connector),
             breaker: CircuitBreaker::new(format!("{host} ({addr})"), breaker),
             health: HealthCell::default(),
             health_wake: Arc::new(Notify::new()),
@@ -94,12 +97,17 @@ impl Replica {
     }
 
     /// A client on its current channel.
-    pub fn grpc(&self) -> DiscountClient<Channel> {
-        DiscountClient::new(self.channel())
+    pub(crate) fn grpc(&self) -> DiscountClient<ReplicaChannel> {
+        DiscountClient::with_origin(self.channel(), self.origin.clone())
+    }
+
+    /// A health client on its current channel.
+    pub(crate) fn health_client(&self) -> HealthClient<ReplicaChannel> {
+        HealthClient::with_origin(self.channel(), self.origin.clone())
     }
 
     /// Its current channel.
-    pub fn channel(&self) -> Channel {
+    fn channel(&self) -> ReplicaChannel {
         self.channel
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -115,24 +123,28 @@ impl Replica {
     /// reset leaves a connection that looks alive and never answers; calls already on it end
     /// at their deadline, later ones connect afresh.
     pub fn reconnect(&self) {
-        let channel = self
-            .endpoint
+        let connector = self
+            .connector
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .connect_lazy();
+            .clone();
+        let channel = ReplicaChannel::lazy(connector);
         *self
             .channel
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = channel;
     }
 
-    /// Connects with `endpoint` from now on. Calls in flight finish on the channel they
-    /// hold, which closes once the last of them is done: nothing fails for the change.
-    pub(crate) fn use_endpoint(&self, endpoint: Endpoint) {
-        *self
-            .endpoint
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = endpoint;
+    /// Connects with `tls` from now on. Calls in flight finish on the channel they hold,
+    /// which closes once the last of them is done: nothing fails for the change.
+    pub(crate) fn use_tls(&self, tls: &TlsMaterial) {
+        {
+            let mut connector = self
+                .connector
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            *connector = connector.with_tls(tls);
+        }
         self.reconnect();
     }
 
@@ -151,66 +163,4 @@ impl Replica {
     pub(crate) fn health_wake(&self) -> Arc<Notify> {
         self.health_wake.clone()
     }
-}
-
-/// The TLS files a channel is made with, as tonic takes them; checked when made, so that
-/// every channel made with them can be.
-#[derive(Debug, Clone)]
-pub struct TlsMaterial {
-    /// The CA certificates that discount servers must chain to.
-    trust_roots: Certificate,
-    /// The client certificate to present (mutual TLS), if any.
-    client_identity: Option<Identity>,
-}
-
-impl TlsMaterial {
-    /// The material for `trust_roots_pem`, presenting `client_identity` if given, once
-    /// tonic has made a channel's TLS with it (it reads the certificates and checks the
-    /// key then: the same check every replica's channel will meet).
-    pub fn new(
-        trust_roots_pem: &[u8],
-        client_identity: Option<&PemIdentity>,
-    ) -> Result<Self, tonic::transport::Error> {
-        let material = Self {
-            trust_roots: Certificate::from_pem(trust_roots_pem),
-            client_identity: client_identity
-                .map(|id| Identity::from_pem(&id.cert_chain_pem, &id.private_key_pem)),
-        };
-        let anywhere = SocketAddr::from(([127, 0, 0, 1], 443));
-        endpoint(
-            material.clone(),
-            "localhost",
-            anywhere,
-            Duration::from_secs(1),
-        )?;
-        Ok(material)
-    }
-}
-
-/// How to connect to the replica at `addr`, whose certificate must name `host`.
-pub(crate) fn endpoint(
-    tls: TlsMaterial,
-    host: &str,
-    addr: SocketAddr,
-    connect_timeout: Duration,
-) -> Result<Endpoint, tonic::transport::Error> {
-    let mut config = ClientTlsConfig::new()
-        .ca_certificate(tls.trust_roots)
-        .domain_name(host.to_owned());
-    if let Some(identity) = tls.client_identity {
-        config = config.identity(identity);
-    }
-    let endpoint = Endpoint::from_shared(format!("https://{addr}"))?
-        .tls_config(config)?
-        .connect_timeout(connect_timeout)
-        // Calls are a few small frames: waiting to fill a packet only adds latency.
-        .tcp_nodelay(true)
-        // Keepalive that standard servers accept: see the module docs.
-        .http2_keep_alive_interval(Duration::from_secs(300))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .keep_alive_while_idle(false)
-        .tcp_keepalive(Some(Duration::from_secs(30)))
-        .tcp_keepalive_interval(Some(Duration::from_secs(5)))
-        .tcp_keepalive_retries(Some(3));
-    Ok(endpoint)
 }

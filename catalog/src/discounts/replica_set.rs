@@ -24,12 +24,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use tonic::transport::Endpoint;
+use http::Uri;
 
 use super::breaker::BreakerSettings;
+use super::connection::{Connector, ConnectorError, TlsMaterial, TlsMaterialError};
 use super::health::HealthSettings;
 use super::health_check;
-use super::replica::{self, Replica, ReplicaTally, TlsMaterial};
+use super::replica::{Replica, ReplicaTally};
 use crate::overload::LocalLoad;
 
 /// One entry of the address list.
@@ -58,9 +59,9 @@ pub enum SettingsError {
         /// What is wrong with it.
         reason: String,
     },
-    /// tonic could not make a TLS client of the trusted CAs and client certificate.
+    /// The trusted CAs and client certificate cannot make a TLS client.
     #[error("the gRPC client refused the TLS files")]
-    Tls(#[source] tonic::transport::Error),
+    Tls(#[source] TlsMaterialError),
 }
 
 /// Parses the comma-separated `host:port` list (`https://host:port` entries too).
@@ -83,8 +84,7 @@ pub fn parse_targets(list: &str) -> Result<Vec<Target>, SettingsError> {
             }
             None => format!("https://{entry}"),
         };
-        let endpoint = Endpoint::from_shared(uri).map_err(|e| refuse(format!("{entry:?}: {e}")))?;
-        let uri = endpoint.uri();
+        let uri: Uri = uri.parse().map_err(|e| refuse(format!("{entry:?}: {e}")))?;
         let host = uri
             .host()
             .map(|host| host.trim_start_matches('[').trim_end_matches(']'))
@@ -249,7 +249,7 @@ impl ReplicaSet {
                             fresh.push(replica);
                         }
                         Err(error) => {
-                            tracing::error!(%addr, %error, "cannot set up a channel to this discount replica");
+                            tracing::error!(%addr, host = %target.host, error = %ecommerce::report::Chain(&error), "cannot set up a channel to this discount replica");
                         }
                     },
                 }
@@ -264,60 +264,34 @@ impl ReplicaSet {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::from(fresh);
     }
 
-    fn replica(
-        &self,
-        target: &Target,
-        addr: SocketAddr,
-    ) -> Result<Replica, tonic::transport::Error> {
-        let endpoint = self.endpoint(&target.host, addr)?;
+    fn replica(&self, target: &Target, addr: SocketAddr) -> Result<Replica, ConnectorError> {
+        // Read-locked while the replica is made: a change of TLS files waits for it.
+        let tls = self
+            .tls
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let connector = Connector::new(&tls, &target.host, addr, self.channel.connect_timeout)?;
         Ok(Replica::new(
             &target.host,
             addr,
-            endpoint,
+            connector,
             self.channel.breaker,
             self.tally(addr),
         ))
     }
 
     /// Uses `tls` for every new connection: each replica gets a new channel, and calls in
-    /// flight finish on the old one, which closes after them. Every replica's new endpoint
-    /// is made before anything changes: on an error, the set is as it was.
-    pub fn replace_tls(&self, tls: TlsMaterial) -> Result<(), tonic::transport::Error> {
+    /// flight finish on the old one, which closes after them.
+    pub fn replace_tls(&self, tls: TlsMaterial) {
         // Held throughout: a replica added meanwhile waits for the new material.
         let mut current = self
             .tls
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let replicas = self.replicas();
-        let endpoints = replicas
-            .iter()
-            .map(|replica| self.endpoint_with(tls.clone(), replica.host(), replica.addr))
-            .collect::<Result<Vec<_>, _>>()?;
-        *current = tls;
-        for (replica, endpoint) in replicas.iter().zip(endpoints) {
-            replica.use_endpoint(endpoint);
+        for replica in self.replicas().iter() {
+            replica.use_tls(&tls);
         }
-        Ok(())
-    }
-
-    /// How to connect to the replica at `addr`, whose certificate must name `host`, with
-    /// the TLS files now in use.
-    fn endpoint(&self, host: &str, addr: SocketAddr) -> Result<Endpoint, tonic::transport::Error> {
-        let tls = self
-            .tls
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        self.endpoint_with(tls, host, addr)
-    }
-
-    fn endpoint_with(
-        &self,
-        tls: TlsMaterial,
-        host: &str,
-        addr: SocketAddr,
-    ) -> Result<Endpoint, tonic::transport::Error> {
-        replica::endpoint(tls, host, addr, self.channel.connect_timeout)
+        *current = tls;
     }
 
     fn tally(&self, addr: SocketAddr) -> Arc<ReplicaTally> {
@@ -427,7 +401,7 @@ mod tests {
         // connect, and must never leave this machine.
         dns.answer(Some(&["127.0.0.11:1", "127.0.0.12:1"]));
         let channel = ChannelSettings {
-            tls: TlsMaterial::new(b"", None).expect("tonic takes an empty CA list"),
+            tls: TlsMaterial::new(b"", None).expect("rustls takes an empty CA list"),
             connect_timeout: Duration::from_millis(100),
             breaker: BreakerSettings {
                 failure_threshold: 1,
