@@ -6,6 +6,8 @@
 //! - [`server`]: [`run`], which serves it with TLS on a given listener until shutdown, with
 //!   gRPC health checking and reflection.
 //! - [`tls`]: TLS on the gRPC port with rustls, and new certificates without a restart.
+//! - [`http2`]: the TLS port's connections, served by hyper's HTTP/2 server.
+//! - [`deadline`]: each call's `grpc-timeout`, enforced (DEADLINE_EXCEEDED).
 //! - [`dispatch`]: the discount calls' short way to their service, past tonic's router.
 //! - [`limits`]: the request size limit, reported as RESOURCE_EXHAUSTED.
 //! - [`observe`]: each call seen once, its status code reported to the metrics and its span.
@@ -18,8 +20,10 @@
 //! [`run`]; the tests call the same [`run`] on a port the OS picks.
 
 pub mod config;
+pub mod deadline;
 pub mod dispatch;
 pub mod healthcheck;
+pub mod http2;
 pub mod limits;
 pub mod metrics;
 pub mod observe;

@@ -10,10 +10,9 @@
 //! [`OversizeStatusLayer`] rewrites exactly that case, recognised by tonic's message, so
 //! clients in any language see the code they expect.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use futures_util::FutureExt;
 use http::HeaderValue;
 use tonic::{Code, Status};
 
@@ -44,43 +43,49 @@ pub struct OversizeStatus<S> {
     inner: S,
 }
 
+/// A call's answer, with [`rewrite`] applied: a named type rather than a boxed future, so
+/// that the layers outside keep the call in one allocation.
+type Rewritten<F, R> = futures_util::future::Map<F, fn(R) -> R>;
+
 impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for OversizeStatus<S>
 where
     S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
-    S::Future: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = Rewritten<S::Future, Result<S::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let mut response = response.await?;
-            // The decode error comes before the handler runs: a trailers-only response,
-            // with the status in its headers.
-            let headers = response.headers_mut();
-            let out_of_range = headers.get(&Status::GRPC_STATUS).map(|v| v.as_bytes())
-                == Some(OUT_OF_RANGE.as_bytes());
-            let too_large = || {
-                headers
-                    .get(&Status::GRPC_MESSAGE)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|m| percent_decoded_starts_with(m, TONIC_TOO_LARGE))
-            };
-            if out_of_range && too_large() {
-                headers.insert(
-                    Status::GRPC_STATUS,
-                    HeaderValue::from(Code::ResourceExhausted as i32),
-                );
-            }
-            Ok(response)
-        })
+        self.inner.call(request).map(rewrite)
     }
+}
+
+/// Rewrites an answer's `OUT_OF_RANGE` to `RESOURCE_EXHAUSTED` if tonic's message says the
+/// request was too large.
+fn rewrite<B, E>(answer: Result<http::Response<B>, E>) -> Result<http::Response<B>, E> {
+    let mut response = answer?;
+    // The decode error comes before the handler runs: a trailers-only response, with the
+    // status in its headers.
+    let headers = response.headers_mut();
+    let out_of_range =
+        headers.get(&Status::GRPC_STATUS).map(|v| v.as_bytes()) == Some(OUT_OF_RANGE.as_bytes());
+    let too_large = || {
+        headers
+            .get(&Status::GRPC_MESSAGE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|m| percent_decoded_starts_with(m, TONIC_TOO_LARGE))
+    };
+    if out_of_range && too_large() {
+        headers.insert(
+            Status::GRPC_STATUS,
+            HeaderValue::from(Code::ResourceExhausted as i32),
+        );
+    }
+    Ok(response)
 }
 
 /// `grpc-message` is percent-encoded: spaces and commas arrive as `%20` and `%2C`.

@@ -21,6 +21,7 @@
 //! (bounded by [`Config::drain_timeout`]); then the health and metrics listeners stop, so
 //! probes see NOT_SERVING for the whole drain.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,17 +30,21 @@ use ecommerce::pb;
 use ecommerce::pb::discount_server::DiscountServer;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
+use tonic::body::Body;
+use tonic::service::Routes;
 use tonic::transport::Server;
-use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
-use tower::layer::util::{Identity, Stack};
+use tower::ServiceBuilder;
 
+use crate::deadline::DeadlineLayer;
 use crate::dispatch::DirectLayer;
+use crate::http2::{self, Http2Settings};
 use crate::limits::{DEFAULT_MAX_REQUEST_BYTES, OversizeStatusLayer};
 use crate::metrics::Metrics;
-use crate::observe::ObserveLayer;
+use crate::observe::{ObserveLayer, ObservedBody};
 use crate::service::DiscountService;
 use crate::tls::{self, ServerTls, TlsFiles, TlsState};
 
@@ -105,9 +110,6 @@ pub enum ServeError {
     /// The reflection service could not read the embedded descriptors (a build problem).
     #[error("cannot build the reflection service")]
     Reflection(#[source] tonic_reflection::server::Error),
-    /// The gRPC server failed while serving.
-    #[error("the gRPC server failed")]
-    Serve(#[source] tonic::transport::Error),
 }
 
 /// Serves discount with TLS on `listener` until `shutdown` completes, then lets in-flight
@@ -121,7 +123,7 @@ pub async fn run(
     let tls = Arc::new(TlsState::new(&config.tls));
     let (health, health_service) = tonic_health::server::health_reporter();
     set_status(&health, ServingStatus::Serving).await;
-    let router = grpc_router(&config, health_service.clone())?;
+    let service = grpc_service(&config, health_service.clone())?;
     let side_listeners = SideListeners::start(
         config.health_listener,
         health_service,
@@ -143,40 +145,52 @@ pub async fn run(
         "discount gRPC server listening (TLS)"
     );
 
-    let serve = router.serve_with_incoming_shutdown(incoming, signal);
-    tokio::pin!(serve);
+    let serve = http2::serve(incoming, service, HTTP2, signal);
     let drain_deadline = async {
         stopping.notified().await;
         tokio::time::sleep(config.drain_timeout).await;
     };
-    let result = tokio::select! {
-        result = &mut serve => result.map_err(ServeError::Serve),
+    tokio::select! {
+        () = serve => {}
         () = drain_deadline => {
             tracing::warn!(
                 timeout = ?config.drain_timeout,
                 "connections still open after the drain timeout; stopping anyway"
             );
-            Ok(())
         }
-    };
+    }
     if let Some(reload) = reload {
         reload.abort();
     }
     side_listeners.stop().await;
     tracing::info!("discount server stopped");
-    result
+    Ok(())
 }
 
-/// The TLS port's router: its services behind its layers.
-type GrpcRouter =
-    Router<Stack<DirectLayer, Stack<OversizeStatusLayer, Stack<ObserveLayer, Identity>>>>;
+/// The TLS port's HTTP/2 settings.
+const HTTP2: Http2Settings = Http2Settings {
+    // Finds dead peers (a catalog host that vanished) instead of keeping their streams.
+    keepalive_interval: Duration::from_secs(20),
+    keepalive_timeout: Duration::from_secs(10),
+};
 
 /// The TLS port's services: discount (straight to it, past the router: [`DirectLayer`]),
-/// health, reflection (v1 and v1alpha), behind the observing and message-size layers.
-fn grpc_router(
+/// health, reflection (v1 and v1alpha), behind the observing, deadline and message-size
+/// layers (outermost first).
+fn grpc_service(
     config: &Config,
     health_service: HealthServer<impl Health>,
-) -> Result<GrpcRouter, ServeError> {
+) -> Result<
+    impl tower::Service<
+        http::Request<Body>,
+        Response = http::Response<ObservedBody<Body>>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static,
+    ServeError,
+> {
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -187,21 +201,19 @@ fn grpc_router(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(ServeError::Reflection)?;
-    Ok(Server::builder()
-        // A discount call is a few small frames: waiting to fill a packet only adds latency.
-        .tcp_nodelay(true)
-        // Finds dead peers (a catalog host that vanished) instead of keeping their streams.
-        .http2_keepalive_interval(Some(Duration::from_secs(20)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+    let routes = Routes::new(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .prepare();
+    Ok(ServiceBuilder::new()
         .layer(ObserveLayer::new(config.metrics.clone()))
+        .layer(DeadlineLayer)
         .layer(OversizeStatusLayer)
         .layer(DirectLayer::new(
             DiscountServer::new(DiscountService)
                 .max_decoding_message_size(config.max_request_bytes),
         ))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha))
+        .service(routes))
 }
 
 /// `shutdown`, then health at NOT_SERVING and, for `delay`, still serving; then

@@ -6,7 +6,10 @@
 //! cross-thread wake-ups) for no parallelism, so we use tokio's single-threaded scheduler.
 //! Otherwise tokio's multi-threaded one, with one worker per CPU (`TOKIO_WORKER_THREADS`
 //! overrides, as tokio documents).
+//!
+//! [`BoxingExecutor`] is how both services have hyper spawn its per-call tasks.
 
+use std::future::Future;
 use std::io;
 use std::num::NonZeroUsize;
 
@@ -21,4 +24,22 @@ pub fn build() -> io::Result<Runtime> {
         Builder::new_multi_thread()
     };
     builder.enable_all().build()
+}
+
+/// Runs the futures hyper spawns (per call: a server's request handler, a client's request
+/// body) as tokio tasks, boxed first. They are large; moved by value into a task, as
+/// `hyper_util`'s `TokioExecutor` does, they were copied several times on the way: 4,400
+/// instructions a call in the catalog, memcpy mostly (BENCHMARKS.md, "Fewer instructions
+/// per request"). Boxed, only a pointer moves. tonic's `Channel` boxes them too.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BoxingExecutor;
+
+impl<F> hyper::rt::Executor<F> for BoxingExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        tokio::spawn(Box::pin(future));
+    }
 }

@@ -32,10 +32,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ecommerce::keys::PemIdentity;
+use ecommerce::runtime::BoxingExecutor;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use http::header::USER_AGENT;
 use http::{HeaderValue, Uri};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::{Builder, SendRequest};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -261,24 +263,6 @@ impl Connector {
     }
 }
 
-/// Runs the futures hyper spawns for each call (one sends the request's body) as tokio
-/// tasks, boxed first. hyper's per-call futures are large; moved by value into a task, as
-/// `hyper_util`'s `TokioExecutor` does, they were copied several times on the way (4,400
-/// instructions a call, memcpy mostly). Boxed, only a pointer moves. tonic's `Channel`
-/// boxes them too.
-#[derive(Debug, Clone, Copy)]
-struct BoxingExecutor;
-
-impl<F> hyper::rt::Executor<F> for BoxingExecutor
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, future: F) {
-        tokio::spawn(Box::pin(future));
-    }
-}
-
 /// A connection being made, awaited by every call that needs it.
 type Connecting = Shared<BoxFuture<'static, Result<SendRequest<Body>, Arc<ConnectError>>>>;
 
@@ -378,6 +362,13 @@ impl tower::Service<http::Request<Body>> for ReplicaChannel {
             .insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
         let inner = self.inner.clone();
         Box::pin(async move {
+            // The request's one message, whole, so that hyper sends it in one DATA frame
+            // that ends the stream. As tonic streams it, hyper cannot know the message is
+            // the last one and ends the stream with an empty DATA frame of its own: one
+            // more frame per call for both sides to write and read.
+            let (parts, body) = request.into_parts();
+            let message = body.collect().await?.to_bytes();
+            let request = http::Request::from_parts(parts, Body::new(Full::new(message)));
             let response = inner.sender().await?.send_request(request);
             Ok(response.await?)
         })

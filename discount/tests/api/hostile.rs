@@ -160,3 +160,47 @@ async fn bytes_that_do_not_decode_get_an_error_status_and_the_server_carries_on(
     .unwrap();
     assert_eq!(answer.discount_value.unwrap().value_in_cents, 9);
 }
+
+/// One `ApplyDiscount` call for customer 1 with `grpc-timeout` set to `timeout` as is.
+async fn apply_with_timeout(
+    server: &crate::helpers::Server,
+    timeout: &'static str,
+) -> Result<Product, tonic::Status> {
+    let mut request = tonic::Request::new(ecommerce::pb::DiscountRequest {
+        customer: customer(1),
+        product: Some(product(1000)),
+    });
+    request.metadata_mut().insert(
+        "grpc-timeout",
+        tonic::metadata::MetadataValue::from_static(timeout),
+    );
+    let response = client_for(server)
+        .await
+        .apply_discount(request)
+        .await?
+        .into_inner();
+    Ok(response.product.expect("the response has a product"))
+}
+
+#[tokio::test]
+async fn a_deadline_in_any_unit_of_the_specification_is_kept_and_a_malformed_one_refused() {
+    let server = start().await;
+    for generous in ["5S", "5000m", "5000000u", "1M", "1H", "99999999n"] {
+        let priced = apply_with_timeout(&server, generous)
+            .await
+            .unwrap_or_else(|status| panic!("grpc-timeout: {generous}: {status:?}"));
+        assert_eq!(
+            priced.discount_value.map(|value| value.value_in_cents),
+            Some(900),
+            "grpc-timeout: {generous}"
+        );
+    }
+    for malformed in ["5", "5s", "123456789m", "1.5S", "-1m"] {
+        let status = apply_with_timeout(&server, malformed).await.unwrap_err();
+        assert_eq!(status.code(), Code::Internal, "{malformed}: {status:?}");
+        assert!(
+            status.message().contains("malformed grpc-timeout"),
+            "{malformed}: {status:?}"
+        );
+    }
+}
