@@ -2,6 +2,8 @@
 //! discount status, fallbacks, and the client's own state and counts, which are brought up
 //! to date at scrape time from its [`ClientStats`].
 
+use std::sync::{Arc, OnceLock};
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -36,6 +38,14 @@ struct ReplicaLabels {
     result: &'static str,
 }
 
+/// See [`DiscountMetrics`]'s `hot`.
+#[derive(Debug, Default)]
+struct HotSeries {
+    applied: OnceLock<Counter>,
+    no_discount: OnceLock<Counter>,
+    complete: OnceLock<Counter>,
+}
+
 /// Counters whose totals the discount client keeps; they are brought up to date at scrape
 /// time.
 #[derive(Debug, Clone, Default)]
@@ -65,6 +75,10 @@ impl ClientCounters {
 #[derive(Debug, Clone)]
 pub struct DiscountMetrics {
     calls: Family<OutcomeLabels, Counter>,
+    /// The series of the outcomes of nearly every call, `applied` and `no_discount`, and of
+    /// nearly every answer, `complete`: looked up in their families once, at first use,
+    /// not at every call (a hash of the labels and a lock, three times per request).
+    hot: Arc<HotSeries>,
     replica_calls: Family<ReplicaLabels, Counter>,
     products_responses: Family<DiscountStatusLabels, Counter>,
     fallbacks: Counter,
@@ -149,6 +163,7 @@ impl DiscountMetrics {
         );
         Self {
             calls,
+            hot: Arc::default(),
             replica_calls,
             products_responses,
             fallbacks,
@@ -165,7 +180,12 @@ impl DiscountMetrics {
             Ok(None) => "no_discount",
             Err(error) => error.outcome(),
         };
-        self.calls.get_or_create(&OutcomeLabels { outcome }).inc();
+        let series = |outcome| self.calls.get_or_create(&OutcomeLabels { outcome }).clone();
+        match result {
+            Ok(Some(_)) => self.hot.applied.get_or_init(|| series(outcome)).inc(),
+            Ok(None) => self.hot.no_discount.get_or_init(|| series(outcome)).inc(),
+            Err(_) => series(outcome).inc(),
+        };
         if result.is_err() {
             self.fallbacks.inc();
         }
@@ -173,11 +193,17 @@ impl DiscountMetrics {
 
     /// Records a `/products` answer with its `X-Discount-Status`.
     pub fn products_answered(&self, status: DiscountStatus) {
-        self.products_responses
-            .get_or_create(&DiscountStatusLabels {
-                discount_status: status.name(),
-            })
-            .inc();
+        let series = || {
+            self.products_responses
+                .get_or_create(&DiscountStatusLabels {
+                    discount_status: status.name(),
+                })
+                .clone()
+        };
+        match status {
+            DiscountStatus::Complete => self.hot.complete.get_or_init(series).inc(),
+            _ => series().inc(),
+        };
     }
 
     /// Brings the client's state and counts up to date (at scrape time).
