@@ -310,18 +310,20 @@ impl ReplicaChannel {
 
 impl Inner {
     /// The connection's sender: the one made, or a new one once it has closed.
-    async fn sender(self: &Arc<Self>) -> Result<SendRequest<Body>, tonic::Status> {
+    async fn sender(&self) -> Result<SendRequest<Body>, tonic::Status> {
         let connecting = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             match &*state {
                 State::Ready(send) if !send.is_closed() => return Ok(send.clone()),
                 State::Connecting(connecting) => connecting.clone(),
                 State::Ready(_) | State::Idle => {
-                    let inner = self.clone();
-                    let connecting =
-                        async move { inner.connector.connect().await.map_err(Arc::new) }
-                            .boxed()
-                            .shared();
+                    // The connector's own copy, not `self`: the state holds this future,
+                    // which must not keep the state alive. A channel replaced while it
+                    // connects, with no call left waiting, drops the attempt and its socket.
+                    let connector = self.connector.clone();
+                    let connecting = async move { connector.connect().await.map_err(Arc::new) }
+                        .boxed()
+                        .shared();
                     *state = State::Connecting(connecting.clone());
                     connecting
                 }
@@ -372,5 +374,46 @@ impl tower::Service<http::Request<Body>> for ReplicaChannel {
             let response = inner.sender().await?.send_request(request);
             Ok(response.await?)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    /// A server that accepts and never answers the TLS handshake: the attempt waits. When
+    /// the only call gives up and the channel is replaced (dropped), the attempt must go
+    /// with it, and its socket be closed, rather than be kept alive by the channel's state.
+    #[tokio::test]
+    async fn a_channel_dropped_while_connecting_closes_its_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tls = TlsMaterial::new(b"", None).unwrap();
+        let connector = Connector::new(
+            &tls,
+            "localhost",
+            listener.local_addr().unwrap(),
+            Duration::from_secs(600),
+        )
+        .unwrap();
+        let channel = ReplicaChannel::lazy(connector);
+        let inner = channel.inner.clone();
+        let call = tokio::spawn(async move { inner.sender().await.map(|_| ()) });
+        let (mut server_side, _) = listener.accept().await.unwrap();
+        let mut hello = [0u8; 1];
+        server_side.read_exact(&mut hello).await.unwrap();
+        // The attempt is in its TLS handshake, waiting for an answer that never comes.
+        call.abort();
+        assert!(call.await.unwrap_err().is_cancelled());
+        drop(channel);
+
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(20), server_side.read_to_end(&mut rest)).await;
+        assert!(
+            matches!(read, Ok(Ok(_))),
+            "the socket stayed open after its channel was dropped: {read:?}"
+        );
     }
 }
