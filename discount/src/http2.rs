@@ -73,11 +73,15 @@ pub async fn serve<S, B>(
         loop {
             let stream = tokio::select! {
                 () = &mut shutdown => break,
-                stream = incoming.next() => stream,
-            };
-            let Some(Ok(stream)) = stream else {
-                // The accept loop only ends when we drop it; its errors are logged there.
-                break;
+                stream = incoming.next() => match stream {
+                    Some(Ok(stream)) => stream,
+                    Some(Err(error)) => {
+                        tracing::debug!(%error, "a connection could not be accepted");
+                        continue;
+                    }
+                    // The accept loop ended: nothing more will come.
+                    None => break,
+                },
             };
             let connection = builder.serve_connection(
                 TokioIo::new(stream),
