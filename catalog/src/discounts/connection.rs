@@ -211,6 +211,12 @@ impl Connector {
         }
     }
 
+    /// Whether new connections use `tls`.
+    #[cfg(test)]
+    pub(crate) fn uses(&self, tls: &TlsMaterial) -> bool {
+        Arc::ptr_eq(&self.tls, &tls.config)
+    }
+
     /// Where calls go: `https://ADDR`.
     pub(crate) fn origin(&self) -> &Uri {
         &self.origin

@@ -148,6 +148,15 @@ impl Replica {
         self.reconnect();
     }
 
+    /// Whether its new connections use `tls`.
+    #[cfg(test)]
+    pub(crate) fn uses_tls(&self, tls: &TlsMaterial) -> bool {
+        self.connector
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .uses(tls)
+    }
+
     /// Reports that its breaker just opened: a fresh connection for the health checks, and
     /// one now rather than at the next interval.
     pub fn breaker_opened(&self) {

@@ -212,7 +212,7 @@ impl ReplicaSet {
     /// breaker of every replica that is still there.
     async fn refresh(&self) {
         let old = self.replicas();
-        let mut fresh: Vec<Arc<Replica>> = Vec::new();
+        let mut wanted: Vec<(&Target, SocketAddr)> = Vec::new();
         let mut seen = HashSet::new();
         for target in &self.targets {
             let addrs: Vec<SocketAddr> = match target.ip() {
@@ -228,31 +228,43 @@ impl ReplicaSet {
                     }
                 },
             };
-            for addr in addrs {
-                if !seen.insert(addr) {
-                    continue;
-                }
-                let existing = old
-                    .iter()
-                    .find(|replica| replica.addr == addr && replica.host() == target.host);
-                match existing {
-                    Some(replica) => fresh.push(replica.clone()),
-                    None => match self.replica(target, addr) {
-                        Ok(replica) => {
-                            tracing::info!(%addr, host = %target.host, "discount replica added");
-                            let replica = Arc::new(replica);
-                            health_check::spawn(
-                                Arc::downgrade(&replica),
-                                self.channel.health,
-                                self.channel.load.clone(),
-                            );
-                            fresh.push(replica);
-                        }
-                        Err(error) => {
-                            tracing::error!(%addr, host = %target.host, error = %ecommerce::report::Chain(&error), "cannot set up a channel to this discount replica");
-                        }
-                    },
-                }
+            wanted.extend(
+                addrs
+                    .into_iter()
+                    .filter(|addr| seen.insert(*addr))
+                    .map(|addr| (target, addr)),
+            );
+        }
+        // New replicas are made and the set published under the TLS files' read lock: a
+        // change of files ([`Self::replace_tls`]) waits, then reaches every replica. Made
+        // before the lookups ended, a new replica could miss a change that happened
+        // meanwhile and keep the old files.
+        let tls = self
+            .tls
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut fresh: Vec<Arc<Replica>> = Vec::new();
+        for (target, addr) in wanted {
+            let existing = old
+                .iter()
+                .find(|replica| replica.addr == addr && replica.host() == target.host);
+            match existing {
+                Some(replica) => fresh.push(replica.clone()),
+                None => match self.replica(&tls, target, addr) {
+                    Ok(replica) => {
+                        tracing::info!(%addr, host = %target.host, "discount replica added");
+                        let replica = Arc::new(replica);
+                        health_check::spawn(
+                            Arc::downgrade(&replica),
+                            self.channel.health,
+                            self.channel.load.clone(),
+                        );
+                        fresh.push(replica);
+                    }
+                    Err(error) => {
+                        tracing::error!(%addr, host = %target.host, error = %ecommerce::report::Chain(&error), "cannot set up a channel to this discount replica");
+                    }
+                },
             }
         }
         for gone in old.iter().filter(|replica| !seen.contains(&replica.addr)) {
@@ -264,13 +276,13 @@ impl ReplicaSet {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::from(fresh);
     }
 
-    fn replica(&self, target: &Target, addr: SocketAddr) -> Result<Replica, ConnectorError> {
-        // Read-locked while the replica is made: a change of TLS files waits for it.
-        let tls = self
-            .tls
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let connector = Connector::new(&tls, &target.host, addr, self.channel.connect_timeout)?;
+    fn replica(
+        &self,
+        tls: &TlsMaterial,
+        target: &Target,
+        addr: SocketAddr,
+    ) -> Result<Replica, ConnectorError> {
+        let connector = Connector::new(tls, &target.host, addr, self.channel.connect_timeout)?;
         Ok(Replica::new(
             &target.host,
             addr,
@@ -433,6 +445,63 @@ mod tests {
         dns.answer(None);
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(addrs(&set), ["127.0.0.11:1", "127.0.0.13:1"]);
+    }
+
+    /// A change of TLS files while a re-resolution is under way: the replica that
+    /// resolution adds must use the new files, though it was found (its first name
+    /// resolved) before the change.
+    #[tokio::test]
+    async fn a_replica_found_while_the_tls_files_change_gets_the_new_ones() {
+        ecommerce::install_crypto_provider();
+        let (gate, gated) = tokio::sync::watch::channel(true);
+        let lookup: Box<Lookup> = Box::new(move |host, _port| {
+            let mut gated = gated.clone();
+            Box::pin(async move {
+                if host == "slow.example" {
+                    let _ = gated.wait_for(|open| *open).await;
+                    return Ok(vec![]);
+                }
+                Ok(vec!["127.0.0.21:1".parse().unwrap()])
+            })
+        });
+        let old = TlsMaterial::new(b"", None).unwrap();
+        let channel = ChannelSettings {
+            tls: old.clone(),
+            connect_timeout: Duration::from_millis(100),
+            breaker: BreakerSettings::default(),
+            health: HealthSettings::default(),
+            load: LocalLoad::with_probe(crate::overload::lag::LagProbe::idle()),
+        };
+        // Nothing resolves at first: "fast.example" is added below.
+        let targets = parse_targets("slow.example:1").unwrap();
+        let set = ReplicaSet::resolve_with(targets, channel, lookup).await;
+        assert!(set.replicas().is_empty());
+        let set = Arc::new(ReplicaSet {
+            targets: parse_targets("fast.example:1,slow.example:1").unwrap(),
+            ..Arc::into_inner(set).unwrap()
+        });
+
+        gate.send_replace(false);
+        let refresh = tokio::spawn({
+            let set = set.clone();
+            async move { set.refresh().await }
+        });
+        // fast.example has resolved; slow.example's lookup waits. The files change now.
+        while gate.receiver_count() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let new = TlsMaterial::new(b"", None).unwrap();
+        set.replace_tls(new.clone());
+        gate.send_replace(true);
+        refresh.await.unwrap();
+
+        let replicas = set.replicas();
+        assert_eq!(replicas.len(), 1);
+        assert!(
+            replicas[0].uses_tls(&new),
+            "the replica kept the old TLS files"
+        );
+        assert!(!replicas[0].uses_tls(&old));
     }
 
     #[test]
