@@ -6,14 +6,14 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ecommerce::{MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER};
+use ecommerce::{MAX_REQUEST_ID_LEN, REQUEST_ID};
 use hyper::header::HeaderMap;
 
 /// The client's id, if it sent a usable one: 1 to [`MAX_REQUEST_ID_LEN`] characters of
 /// `A-Z a-z 0-9 - _ . :`. Anything else is replaced by a new id rather than copied into
 /// logs and headers.
 pub fn from_client(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(REQUEST_ID_HEADER)?.to_str().ok()?;
+    let value = headers.get(REQUEST_ID)?.to_str().ok()?;
     let usable = !value.is_empty()
         && value.len() <= MAX_REQUEST_ID_LEN
         && value
@@ -55,7 +55,7 @@ mod tests {
 
     fn id(value: &[u8]) -> Option<String> {
         let mut headers = HeaderMap::new();
-        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_bytes(value).unwrap());
+        headers.insert(REQUEST_ID, HeaderValue::from_bytes(value).unwrap());
         from_client(&headers)
     }
 

@@ -12,15 +12,13 @@ use std::future::{Ready, ready};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use ecommerce::GRPC_TIMEOUT;
 use futures_util::FutureExt;
 use futures_util::future::{Either, Map};
 use tokio::time::Timeout;
 use tokio::time::error::Elapsed;
 use tonic::body::Body;
 use tower::{Layer, Service};
-
-/// The header a call's deadline comes in.
-const GRPC_TIMEOUT: &str = "grpc-timeout";
 
 /// Enforces each call's `grpc-timeout` on the service it wraps.
 #[derive(Debug, Clone, Copy, Default)]

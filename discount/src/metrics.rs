@@ -122,36 +122,30 @@ impl Metrics {
     /// Counts a finished call of `method` (a [`method_label`]) and its time since `started`.
     pub fn record(&self, method: &'static str, code: Code, started: Instant) {
         let seconds = started.elapsed().as_secs_f64();
-        if code == Code::Ok && method == APPLY_DISCOUNT {
-            let (handled, handling_seconds) = self.applied.get_or_init(|| {
-                (
-                    self.handled_series(method, code),
-                    self.handling_seconds_series(method),
-                )
-            });
-            handled.inc();
-            handling_seconds.observe(seconds);
-            return;
-        }
-        self.handled_series(method, code).inc();
-        self.handling_seconds_series(method).observe(seconds);
-    }
-
-    fn handled_series(&self, method: &'static str, code: Code) -> Counter {
-        self.handled
-            .get_or_create(&CallLabels {
-                grpc_method: method,
-                grpc_code: code_name(code),
-            })
-            .clone()
-    }
-
-    fn handling_seconds_series(&self, method: &'static str) -> Histogram {
-        self.handling_seconds
-            .get_or_create(&MethodLabels {
-                grpc_method: method,
-            })
-            .clone()
+        let series = || {
+            (
+                self.handled
+                    .get_or_create(&CallLabels {
+                        grpc_method: method,
+                        grpc_code: code_name(code),
+                    })
+                    .clone(),
+                self.handling_seconds
+                    .get_or_create(&MethodLabels {
+                        grpc_method: method,
+                    })
+                    .clone(),
+            )
+        };
+        let looked_up;
+        let (handled, handling_seconds) = if code == Code::Ok && method == APPLY_DISCOUNT {
+            self.applied.get_or_init(series)
+        } else {
+            looked_up = series();
+            &looked_up
+        };
+        handled.inc();
+        handling_seconds.observe(seconds);
     }
 }
 

@@ -2,16 +2,9 @@
 
 use ecommerce::pb::discount_server::Discount;
 use ecommerce::pb::{DiscountRequest, DiscountResponse};
-use std::sync::LazyLock;
-
-use tonic::metadata::{Ascii, MetadataKey};
 use tonic::{Request, Response, Status};
 
 use crate::{pricing, trace};
-
-/// The request id's key, made once: read on every call.
-static REQUEST_ID: LazyLock<MetadataKey<Ascii>> =
-    LazyLock::new(|| MetadataKey::from_static(ecommerce::REQUEST_ID_HEADER));
 
 /// Implements `ecommerce.Discount`. It holds no state: every answer follows from the request.
 #[derive(Debug, Default, Clone)]
@@ -32,10 +25,11 @@ impl Discount for DiscountService {
     ) -> Result<Response<DiscountResponse>, Status> {
         let span = tracing::Span::current();
         // Set by the catalog from its client's X-Request-ID, to follow a request across
-        // both services' logs. Metadata `to_str` only accepts visible ASCII.
+        // both services' logs. `to_str` only accepts visible ASCII.
         if let Some(id) = request
             .metadata()
-            .get(&*REQUEST_ID)
+            .as_ref()
+            .get(ecommerce::REQUEST_ID)
             .and_then(|value| value.to_str().ok())
             .filter(|id| id.len() <= ecommerce::MAX_REQUEST_ID_LEN)
         {

@@ -44,6 +44,17 @@ pub mod pb {
 /// through the catalog to discount, so that one request can be followed in both logs.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// [`REQUEST_ID_HEADER`] as a header name, made at compile time: a name given as text is
+/// parsed again at every lookup and insert, and both services use this one on every call.
+pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static(REQUEST_ID_HEADER);
+
+/// The gRPC header a call's deadline travels in: the catalog writes the time it has left,
+/// discount gives up when it passes.
+pub const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+
+/// The ALPN protocol id of HTTP/2, the only one either side of the gRPC port offers.
+pub const ALPN_H2: &[u8] = b"h2";
+
 /// The longest request id either service accepts from a client (longer ones are replaced).
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use ecommerce::pb;
 use ecommerce::telemetry::propagation;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use ecommerce::{GRPC_TIMEOUT, REQUEST_ID};
+use http::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
 use tonic::Code;
 use tracing::Instrument;
@@ -121,12 +122,6 @@ impl Attempt {
         result
     }
 }
-
-/// The header a call's deadline goes in.
-const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
-
-/// The header the request's id goes in, for discount's logs.
-const REQUEST_ID: HeaderName = HeaderName::from_static(ecommerce::REQUEST_ID_HEADER);
 
 /// `time_left` as `grpc-timeout` says it, in whole milliseconds, rounded down: the server
 /// gives up at most a millisecond before the catalog does.

@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use ecommerce::ALPN_H2;
 use ecommerce::keys::PemIdentity;
 use ecommerce::runtime::BoxingExecutor;
 use futures_util::FutureExt;
@@ -48,9 +49,6 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tonic::body::Body;
-
-/// The ALPN protocol id of HTTP/2: gRPC runs on nothing else.
-const ALPN_H2: &[u8] = b"h2";
 
 /// What calls send as `user-agent`.
 const USER_AGENT_VALUE: &str = concat!("catalog/", env!("CARGO_PKG_VERSION"));

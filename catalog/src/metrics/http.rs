@@ -92,15 +92,15 @@ impl HttpMetrics {
                 self.duration.get_or_create(&RouteLabels { route }).clone(),
             )
         };
-        if route == PRODUCTS && status == 200 {
-            let (requests, duration) = self.products_ok.get_or_init(series);
-            requests.inc();
-            duration.observe(elapsed.as_secs_f64());
+        let looked_up;
+        let (requests, duration) = if route == PRODUCTS && status == 200 {
+            self.products_ok.get_or_init(series)
         } else {
-            let (requests, duration) = series();
-            requests.inc();
-            duration.observe(elapsed.as_secs_f64());
-        }
+            looked_up = series();
+            &looked_up
+        };
+        requests.inc();
+        duration.observe(elapsed.as_secs_f64());
     }
 }
 

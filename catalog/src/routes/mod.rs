@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderName, HeaderValue};
+use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 use tracing::Instrument;
 
@@ -42,9 +42,6 @@ use crate::{request_id, shop, trace};
 
 pub use self::products::{DISCOUNT_STATUS_HEADER, USER_ID_HEADER};
 pub use self::response::Body;
-
-/// `x-request-id`, as a header name made at compile time (not parsed on every answer).
-const REQUEST_ID: HeaderName = HeaderName::from_static(ecommerce::REQUEST_ID_HEADER);
 
 /// The paths of the catalog's API; the storefront's are [`shop::ASSETS`]. Any other is 404.
 pub const PATHS: [&str; 5] = ["/", "/products", "/healthz", "/readyz", "/metrics"];
@@ -84,7 +81,7 @@ async fn answer(app: &App, request: &Request<Incoming>) -> Response<Body> {
         .await;
 
     if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID, value);
+        response.headers_mut().insert(ecommerce::REQUEST_ID, value);
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();

@@ -81,7 +81,7 @@ impl ServerTls {
         let mut config = builder
             .with_single_cert(chain, key)
             .map_err(rustls_error("the certificate and key"))?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        config.alpn_protocols = vec![ecommerce::ALPN_H2.to_vec()];
         Ok(Self {
             config: Arc::new(config),
             client_certificates: client_ca_pem.is_some(),
