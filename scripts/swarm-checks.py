@@ -20,9 +20,10 @@ checked (status, body, X-Discount-Status). In order:
   5. discount scaled from 3 to 6 replicas: every catalog calls all six within its resolve
      interval (5 s) and a health check; then back to 3;
   6. a node drained: its tasks move, every answer (from the other nodes' catalogs) complete;
-  7. a node lost (its link to the others cut): the other catalogs answer 200 throughout,
-     none slower than the bound, every answer complete again within LOST_BOUND; the swarm
-     starts the lost replica elsewhere, and every catalog calls it.
+  7. a node lost (its link to the others cut; of nodes 2 and 3, the one with more discount
+     replicas): the other catalogs answer 200 throughout, none slower than the bound,
+     every answer complete again within LOST_BOUND; the swarm starts the lost replica
+     elsewhere, and every catalog calls it.
 Uses only the Python standard library.
 """
 
@@ -371,10 +372,20 @@ def check_drain(swarm):
     until("node 3's catalog back", lambda: swarm.converged() and swarm.ready((3,), 3), 60)
 
 
-def check_node_lost(swarm, lost=2):
-    up = tuple(n for n in (1, 2, 3) if n != lost)
+def check_node_lost(swarm):
+    """Node 2 or 3 lost, whichever runs more discount replicas (node 1 is the manager the
+    checks ask); if neither runs one, the replicas are spread again first."""
+    def on_node(tasks, n):
+        return {a for node, a in tasks if node == f"node{n}"}
+
     tasks_before = swarm.running(DISCOUNT)
-    lost_addresses = {a for node, a in tasks_before if node == f"node{lost}"}
+    if not on_node(tasks_before, 2) | on_node(tasks_before, 3):
+        swarm.on(1, "service", "update", "--quiet", "--force", DISCOUNT)
+        until("every catalog calling 3 replicas again", lambda: swarm.ready((1, 2, 3), 3), 30)
+        tasks_before = swarm.running(DISCOUNT)
+    lost = max((2, 3), key=lambda n: len(on_node(tasks_before, n)))
+    up = tuple(n for n in (1, 2, 3) if n != lost)
+    lost_addresses = on_node(tasks_before, lost)
     before = calls_by_catalog(swarm, up)
     events = {}
 
