@@ -61,17 +61,16 @@ where
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let timeout = match request.headers().get(GRPC_TIMEOUT) {
             None => return Either::Left(self.inner.call(request)),
-            Some(value) => parse_timeout(value.as_bytes()).ok_or(value),
-        };
-        let timeout = match timeout {
-            Ok(timeout) => timeout,
-            Err(value) => {
-                let status = tonic::Status::internal(format!(
-                    "malformed grpc-timeout: {:?} (1 to 8 digits and a unit: H, M, S, m, u or n)",
-                    String::from_utf8_lossy(value.as_bytes())
-                ));
-                return Either::Right(Either::Right(ready(Ok(status.into_http()))));
-            }
+            Some(value) => match parse_timeout(value.as_bytes()) {
+                Some(timeout) => timeout,
+                None => {
+                    let status = tonic::Status::internal(format!(
+                        "malformed grpc-timeout: {:?} (1 to 8 digits and a unit: H, M, S, m, u or n)",
+                        String::from_utf8_lossy(value.as_bytes())
+                    ));
+                    return Either::Right(Either::Right(ready(Ok(status.into_http()))));
+                }
+            },
         };
         let call = tokio::time::timeout(timeout, self.inner.call(request));
         Either::Right(Either::Left(call.map(or_deadline_exceeded)))

@@ -86,6 +86,18 @@ def verdict(answer, discounted):
     return None
 
 
+def readme_bodies(address):
+    """What is wrong with the catalog at `address`'s answers for no customer, customer 1
+    and customer 2 (the README's bodies, and X-Discount-Status): a list, empty if nothing."""
+    problems = []
+    for user, discounted, status in [(None, False, "skipped"), (1, True, "complete"), (2, False, "complete")]:
+        answer = get(address, user=user)
+        wrong = verdict(answer, discounted)
+        if wrong or answer[1].get("x-discount-status") != status:
+            problems.append(f"customer {user}: {wrong or answer[1].get('x-discount-status')}")
+    return problems
+
+
 class Load:
     """Steady requests for customer 1 from `workers` threads, each answer kept with the time
     it started (a checker, not a load generator: one request at a time per thread)."""

@@ -31,14 +31,15 @@ stop_one() {
 }
 
 # address_in NAME PATTERN [SECONDS]: waits (at most SECONDS, 30 by default) for a line of
-# $work/NAME.log that matches PATTERN, and prints its address=… value. If the process ends
-# first, or the time is up, prints its log and exits 1.
+# $work/NAME.log that matches PATTERN, and prints its address: address=… in a text log
+# line, "address":"…" in a JSON one. If the process ends first, or the time is up, prints
+# its log and exits 1.
 address_in() {
     local name=$1 pattern=$2 line
     local tries=$((${3:-30} * 5))
     for _ in $(seq "$tries"); do
         if line=$(grep -m1 -- "$pattern" "$work/$name.log" 2>/dev/null); then
-            sed -n 's/.*address=\([^ ]*\).*/\1/p' <<<"$line"
+            sed -n -e 's/.*address=\([^ ]*\).*/\1/p' -e 's/.*"address":"\([^"]*\)".*/\1/p' <<<"$line"
             return
         fi
         if [ -n "${pid_of[$name]:-}" ] && ! kill -0 "${pid_of[$name]}" 2>/dev/null; then
