@@ -1,10 +1,13 @@
 //! The command line, with environment fallbacks.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use ecommerce::cli::CommonArgs;
 use ecommerce::keys::LifetimeArgs;
 use ecommerce::shutdown::DelayArgs;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use crate::faults::{FaultFlags, FlagSource};
 
 /// The discount gRPC service: gives customer 1 ten percent off, over TLS only.
 ///
@@ -97,6 +100,71 @@ pub struct ServeArgs {
         value_parser = ecommerce::cli::reload_interval_secs()
     )]
     pub tls_reload_interval_secs: u64,
+
+    /// Fault flags, for demonstrations: a flag file in flagd's JSON format, followed as it
+    /// changes (docs/failure-scenarios.md). Off by default: no faults, nothing evaluated.
+    #[arg(
+        long = "fault-flags",
+        env = "FLAGD_OFFLINE_FLAG_SOURCE_PATH",
+        value_name = "FILE"
+    )]
+    pub fault_flags: Option<PathBuf>,
+
+    /// Where flagd's provider gets the fault flags: `file` (the default with --fault-flags),
+    /// or a flagd server, `rpc` or `in-process`, configured by flagd's own FLAGD_HOST,
+    /// FLAGD_PORT, FLAGD_TLS… variables.
+    #[arg(
+        long = "fault-flags-resolver",
+        env = "FLAGD_RESOLVER",
+        value_name = "RESOLVER",
+        ignore_case = true
+    )]
+    pub fault_flags_resolver: Option<Resolver>,
+
+    /// This replica's name, for the fault flags' targeting (`replica`). By default the
+    /// host name (a container's or a pod's).
+    #[arg(
+        long = "replica-name",
+        env = "DISCOUNT_REPLICA_NAME",
+        value_name = "NAME"
+    )]
+    pub replica_name: Option<String>,
+}
+
+/// flagd's resolvers that discount has (its provider also has `rest`, not built in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Resolver {
+    /// A flagd JSON file, read in process.
+    File,
+    /// Each flag evaluated by a flagd server.
+    Rpc,
+    /// Flag definitions streamed from a flagd server, evaluated in process.
+    InProcess,
+}
+
+impl ServeArgs {
+    /// The fault flags asked for, if any; an error when a file resolver has no file.
+    pub fn fault_flags(&self) -> Result<Option<FaultFlags>, String> {
+        let source = match (self.fault_flags_resolver, &self.fault_flags) {
+            (Some(Resolver::Rpc | Resolver::InProcess), _) => FlagSource::Server,
+            (_, Some(path)) => FlagSource::File(path.clone()),
+            (Some(Resolver::File), None) => {
+                return Err("the file resolver needs a flag file: --fault-flags FILE".into());
+            }
+            (None, None) => return Ok(None),
+        };
+        let replica = self.replica_name.clone().unwrap_or_else(host_name);
+        Ok(Some(FaultFlags { source, replica }))
+    }
+}
+
+/// The host's name (a container's or a pod's), or `discount` when it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "discount".to_owned())
 }
 
 /// What else the binary can do.

@@ -9,8 +9,12 @@
 //! (an unknown method of it is `UNIMPLEMENTED` from the service, as before), and everything
 //! else on to the router. The layers outside it (observing, the size limit's status) see
 //! both alike.
+//!
+//! Health checks pass the fault flags here ([`crate::faults`]): a replica told to hang
+//! does not answer them either, as a replica that stopped would not.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -19,18 +23,24 @@ use futures_util::future::Either;
 use tonic::body::Body;
 use tower::{Layer, Service};
 
+use crate::faults::{Call, Faults};
 use crate::service::DiscountService;
+
+/// The health service's paths start with this.
+const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 
 /// Sends the discount service's calls to it directly, the rest to the router it wraps.
 #[derive(Debug, Clone)]
 pub struct DirectLayer {
     discount: DiscountServer<DiscountService>,
+    faults: Faults,
 }
 
 impl DirectLayer {
-    /// A layer that answers the discount service's calls with `discount`.
-    pub fn new(discount: DiscountServer<DiscountService>) -> Self {
-        Self { discount }
+    /// A layer that answers the discount service's calls with `discount`, and holds
+    /// health checks when `faults` say so.
+    pub fn new(discount: DiscountServer<DiscountService>, faults: Faults) -> Self {
+        Self { discount, faults }
     }
 }
 
@@ -40,6 +50,7 @@ impl<S> Layer<S> for DirectLayer {
     fn layer(&self, router: S) -> Self::Service {
         Direct {
             discount: self.discount.clone(),
+            faults: self.faults.clone(),
             router,
         }
     }
@@ -49,6 +60,7 @@ impl<S> Layer<S> for DirectLayer {
 #[derive(Debug, Clone)]
 pub struct Direct<S> {
     discount: DiscountServer<DiscountService>,
+    faults: Faults,
     router: S,
 }
 
@@ -62,14 +74,16 @@ fn is_discount_call(path: &str) -> bool {
 impl<S> Service<http::Request<Body>> for Direct<S>
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
 {
     type Response = http::Response<Body>;
     type Error = Infallible;
     /// The router's future boxed: it is large, and it would make every discount call's
-    /// future as large (moved by value through the layers outside).
+    /// future as large (moved by value through the layers outside). Boxed behind `dyn`
+    /// to hold a health check that a fault flag hangs.
     type Future = Either<
         <DiscountServer<DiscountService> as Service<http::Request<Body>>>::Future,
-        Pin<Box<S::Future>>,
+        Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>,
     >;
 
     /// Ready when the router is: the discount service always is.
@@ -81,7 +95,20 @@ where
         if is_discount_call(request.uri().path()) {
             Either::Left(self.discount.call(request))
         } else {
-            Either::Right(Box::pin(self.router.call(request)))
+            let held = self.faults.armed() && request.uri().path().starts_with(HEALTH_PREFIX);
+            let answer = self.router.call(request);
+            if !held {
+                return Either::Right(Box::pin(answer));
+            }
+            let faults = self.faults.clone();
+            Either::Right(Box::pin(async move {
+                let plan = faults.plan(Call::Health).await;
+                if plan.hang {
+                    // Only the hang applies to health checks (see `crate::faults`).
+                    let _ = faults.inject(plan).await;
+                }
+                answer.await
+            }))
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`limits`]: the request size limit, reported as RESOURCE_EXHAUSTED.
 //! - [`observe`]: each call seen once, its status code reported to the metrics and its span.
 //! - [`metrics`]: Prometheus metrics of every call.
+//! - [`faults`]: failures a presenter switches on with OpenFeature flags (flagd's format).
 //! - [`trace`]: discount's OpenTelemetry spans, made in one place.
 //! - [`config`]: the command line of the `discount` binary.
 //! - [`healthcheck`]: `discount healthcheck`, a gRPC health check over TLS.
@@ -22,6 +23,7 @@
 pub mod config;
 pub mod deadline;
 pub mod dispatch;
+pub mod faults;
 pub mod healthcheck;
 pub mod http2;
 pub mod limits;

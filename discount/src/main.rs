@@ -147,6 +147,7 @@ async fn serve(cli: &Cli, paths: &KeyPaths) -> anyhow::Result<()> {
     config.metrics_listener = bind_optional(args.metrics_listen, "--metrics-listen")?;
     config.shutdown_delay = args.shutdown.delay();
     config.max_request_bytes = args.max_message_bytes;
+    config.fault_flags = args.fault_flags().map_err(anyhow::Error::msg)?;
 
     discount::run(listener, config, stop).await?;
     Ok(())

@@ -8,7 +8,11 @@
 //!   collector refused or was unreachable), `dropped` (the export queue was full);
 //! - `discount_tls_certificate_expiry_timestamp_seconds{certificate}`: when the `server`
 //!   certificate and the `ca` expire (Unix time);
-//! - `discount_tls_reloads_total{outcome}`: changed TLS files `ok` (in use) or `rejected`.
+//! - `discount_tls_reloads_total{outcome}`: changed TLS files `ok` (in use) or `rejected`;
+//! - `discount_faults_injected_total{fault}`: calls a fault flag acted on (`error`,
+//!   `delay`, `hang`, `cpu`; see [`crate::faults`]), each series from its first fault;
+//! - `discount_fault_flags_loads_total{outcome}`: flag files read `ok`, or `rejected`
+//!   (missing, unreadable, malformed: the last good flags stay).
 //!
 //! Calls are counted by [`crate::observe`], around the whole gRPC server, so a request
 //! that never reaches the handler also counts. `grpc_method` is one of the methods this
@@ -44,6 +48,16 @@ struct CallLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FaultLabels {
+    fault: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MethodLabels {
     grpc_method: &'static str,
 }
@@ -59,6 +73,8 @@ pub struct Metrics {
     /// it has a value), not at every call (two hashes and two locks).
     applied: Arc<OnceLock<(Counter, Histogram)>>,
     spans: SpanCounters,
+    faults: Family<FaultLabels, Counter>,
+    flag_loads: Family<OutcomeLabels, Counter>,
     /// When the certificates expire (set at start, and on reload).
     pub certificates: ExpiryGauges,
     /// Changes of the TLS files, used or refused.
@@ -90,6 +106,18 @@ impl Metrics {
             "Time from a gRPC request to its status, by method",
             handling_seconds.clone(),
         );
+        let faults = Family::<FaultLabels, Counter>::default();
+        registry.register(
+            "faults_injected",
+            "Calls a fault flag acted on, by fault",
+            faults.clone(),
+        );
+        let flag_loads = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "fault_flags_loads",
+            "Fault flag files read, ok or rejected (the last good flags stay)",
+            flag_loads.clone(),
+        );
         let spans = SpanCounters::register(&mut registry);
         let certificates = ExpiryGauges::register(&mut registry);
         let tls_reloads = ReloadCounters::register(&mut registry);
@@ -100,8 +128,23 @@ impl Metrics {
             handling_seconds,
             applied: Arc::default(),
             spans,
+            faults,
+            flag_loads,
             certificates,
         }
+    }
+
+    /// Counts a call that a fault flag acted on with `fault`.
+    pub fn fault_injected(&self, fault: &'static str) {
+        self.faults.get_or_create(&FaultLabels { fault }).inc();
+    }
+
+    /// Counts a reading of the fault flag file: `ok`, or refused.
+    pub fn fault_flags_loaded(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "rejected" };
+        self.flag_loads
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     /// What TLS reloading reports to.

@@ -41,6 +41,7 @@ use tower::ServiceBuilder;
 
 use crate::deadline::DeadlineLayer;
 use crate::dispatch::DirectLayer;
+use crate::faults::{FaultFlags, Faults};
 use crate::http2::{self, Http2Settings};
 use crate::limits::{DEFAULT_MAX_REQUEST_BYTES, OversizeStatusLayer};
 use crate::metrics::Metrics;
@@ -82,6 +83,8 @@ pub struct Config {
     /// The files to watch, and how often, to use new certificates without a restart
     /// (none: the identity above for the server's whole life). See [`crate::tls`].
     pub tls_reload: Option<(TlsFiles, Duration)>,
+    /// Fault flags to follow ([`crate::faults`]; none: no faults, and nothing evaluated).
+    pub fault_flags: Option<FaultFlags>,
 }
 
 impl Config {
@@ -97,6 +100,7 @@ impl Config {
             metrics: Metrics::new(),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             tls_reload: None,
+            fault_flags: None,
         }
     }
 }
@@ -123,7 +127,14 @@ pub async fn run(
     let tls = Arc::new(TlsState::new(&config.tls));
     let (health, health_service) = tonic_health::server::health_reporter();
     set_status(&health, ServingStatus::Serving).await;
-    let service = grpc_service(&config, health_service.clone())?;
+    let (faults, follow_flags) = match config.fault_flags.clone() {
+        Some(flags) => {
+            let (faults, task) = Faults::start(flags, config.metrics.clone());
+            (faults, Some(task))
+        }
+        None => (Faults::default(), None),
+    };
+    let service = grpc_service(&config, health_service.clone(), faults.clone())?;
     let side_listeners = SideListeners::start(
         config.health_listener,
         health_service,
@@ -159,9 +170,10 @@ pub async fn run(
             );
         }
     }
-    if let Some(reload) = reload {
-        reload.abort();
+    for task in [reload, follow_flags].into_iter().flatten() {
+        task.abort();
     }
+    faults.stop().await;
     side_listeners.stop().await;
     tracing::info!("discount server stopped");
     Ok(())
@@ -180,6 +192,7 @@ const HTTP2: Http2Settings = Http2Settings {
 fn grpc_service(
     config: &Config,
     health_service: HealthServer<impl Health>,
+    faults: Faults,
 ) -> Result<
     impl tower::Service<
         http::Request<Body>,
@@ -210,8 +223,9 @@ fn grpc_service(
         .layer(DeadlineLayer)
         .layer(OversizeStatusLayer)
         .layer(DirectLayer::new(
-            DiscountServer::new(DiscountService)
+            DiscountServer::new(DiscountService::new(faults.clone()))
                 .max_decoding_message_size(config.max_request_bytes),
+            faults,
         ))
         .service(routes))
 }

@@ -4,11 +4,22 @@ use ecommerce::pb::discount_server::Discount;
 use ecommerce::pb::{DiscountRequest, DiscountResponse};
 use tonic::{Request, Response, Status};
 
+use crate::faults::{Call, Faults};
 use crate::{pricing, trace};
 
-/// Implements `ecommerce.Discount`. It holds no state: every answer follows from the request.
+/// Implements `ecommerce.Discount`. Every answer follows from the request, unless a fault
+/// flag ([`crate::faults`]) fails, delays or holds it (off by default).
 #[derive(Debug, Default, Clone)]
-pub struct DiscountService;
+pub struct DiscountService {
+    faults: Faults,
+}
+
+impl DiscountService {
+    /// The service, with the faults its flags call for.
+    pub fn new(faults: Faults) -> Self {
+        Self { faults }
+    }
+}
 
 #[tonic::async_trait]
 impl Discount for DiscountService {
@@ -47,6 +58,16 @@ impl Discount for DiscountService {
             ));
         };
         span.record("product_id", product.id);
+        if self.faults.armed() {
+            let plan = self
+                .faults
+                .plan(Call::Discount {
+                    customer: customer_id,
+                    product: product.id,
+                })
+                .await;
+            self.faults.inject(plan).await?;
+        }
 
         let product = pricing::apply(customer_id, product);
         let applied = product

@@ -547,3 +547,74 @@ fn each_tls_set_a_reload_would_refuse_stops_start_up_before_the_port_is_bound() 
         },
     );
 }
+
+// Multi-threaded, as above: the client answers the graceful-shutdown ping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_flags_from_a_file_that_comes_late_then_turns_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys_dir = dir.path().join("keys");
+    let flags = dir.path().join("flags.flagd.json");
+    let mut command = discount();
+    command
+        .args(["0", "--replica-name", "r9", "--fault-flags"])
+        .arg(&flags)
+        .arg("--keys-dir")
+        .arg(&keys_dir);
+    let mut process = ServiceProcess::spawn(command);
+    let addr = process.wait_until_listening();
+    // Missing at start: one line (before or after the listening one: the file is looked
+    // at by a task of its own), and the service serves without faults.
+    let needle = "cannot read the flag file";
+    let line = match process.log.iter().find(|line| line.contains(needle)) {
+        Some(line) => line.clone(),
+        None => process.wait_for_line(needle),
+    };
+    assert!(line.contains(&flags.display().to_string()), "{line}");
+    assert!(line.contains("every fault off"), "{line}");
+    let paths = KeyPaths::new(&keys_dir);
+    let mut client = tls_client(addr.port(), &paths).await;
+    assert_eq!(discounted(&mut client, 99999).await, 89999);
+
+    // Written as editors do; aimed at this replica by name.
+    let write = |text: &str| {
+        let temporary = flags.with_extension("tmp");
+        fs::write(&temporary, text).unwrap();
+        fs::rename(&temporary, &flags).unwrap();
+    };
+    write(
+        r#"{"flags": {"discountError": {"state": "ENABLED", "variants": {"on": "DATA_LOSS", "off": ""},
+            "defaultVariant": "off", "targeting": {"if": [{"==": [{"var": "replica"}, "r9"]}, "on", "off"]}}}}"#,
+    );
+    process.wait_for_line("following the flag file");
+    let status = testkit::poll::until("the flag's error", || {
+        let mut client = client.clone();
+        async move {
+            match client
+                .apply_discount(DiscountRequest {
+                    customer: None,
+                    product: Some(Product::default()),
+                })
+                .await
+            {
+                Err(status) => Ok(status),
+                Ok(_) => Err("answered".into()),
+            }
+        }
+    })
+    .await;
+    assert_eq!(status.code(), tonic::Code::DataLoss);
+    assert!(status.message().contains("discountError"), "{status:?}");
+
+    write("{\"flags\": ");
+    let line = process.wait_for_line("malformed");
+    assert!(line.contains("keeping the last good flags"), "{line}");
+    let status = client
+        .apply_discount(DiscountRequest {
+            customer: None,
+            product: Some(Product::default()),
+        })
+        .await
+        .expect_err("the last good flags hold");
+    assert_eq!(status.code(), tonic::Code::DataLoss);
+    assert_eq!(process.terminate().code(), Some(0));
+}

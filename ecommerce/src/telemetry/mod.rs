@@ -50,13 +50,14 @@ pub enum LogFormat {
 /// What is logged when `RUST_LOG` is not set: `info`, and discount's failed TLS handshakes,
 /// logged at `debug` (a plaintext client on the TLS port, an untrusted client
 /// certificate). They are worth seeing by default; `RUST_LOG` replaces all of this.
-pub const DEFAULT_FILTER: &str = "info,discount::tls=debug";
+/// flagd's provider is quiet: discount's `faults` module says in one line, with the file's
+/// path, what the provider's own lines say without it.
+pub const DEFAULT_FILTER: &str = "info,discount::tls=debug,open_feature_flagd=off";
 
 /// Which spans become OpenTelemetry spans, whatever `RUST_LOG` says: the services' own, at
 /// `info`; not the libraries' internals, nor the catalog's probes and scrapes. Log lines at
 /// `warn` and above within them become span events.
-pub const SPAN_FILTER: &str =
-    "info,h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,catalog::probe=off";
+pub const SPAN_FILTER: &str = "info,h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,catalog::probe=off,open_feature_flagd=off";
 
 /// How long flushing the last spans may take at shutdown.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);

@@ -1,0 +1,5 @@
+mod in_memory;
+mod lru;
+mod service;
+
+pub use service::{CacheService, CacheSettings, CacheType};

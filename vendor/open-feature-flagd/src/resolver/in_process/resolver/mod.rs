@@ -1,0 +1,5 @@
+mod file;
+mod grpc;
+
+pub use file::FileResolver;
+pub use grpc::InProcessResolver;
