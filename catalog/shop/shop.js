@@ -114,6 +114,7 @@ async function load(customer) {
   loading.hidden = false;
   let response;
   let body;
+  const sent = performance.now();
   try {
     response = await fetch('/products', { headers, cache: 'no-store' });
     body = await response.text();
@@ -122,6 +123,7 @@ async function load(customer) {
     loading.hidden = true;
     setText('http-status', 'no answer');
     setText('discount-status', '–');
+    setText('answer-time', '–');
     setText('request-id', '–');
     setText('trace-id', traceId);
     showNotice('error', 'The catalog could not be reached (a network error). Is it running? Pick a customer to try again.');
@@ -132,6 +134,8 @@ async function load(customer) {
   loading.hidden = true;
   setText('http-status', `${response.status} ${response.statusText}`.trim());
   setText('discount-status', response.headers.get('X-Discount-Status') ?? '–');
+  // Time to the whole answer, as this page saw it: what a slow discount costs a visitor.
+  setText('answer-time', `${Math.round(performance.now() - sent)} ms`);
   setText('request-id', response.headers.get('X-Request-ID') ?? '–');
   setText('trace-id', traceId);
 

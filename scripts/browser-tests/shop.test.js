@@ -138,6 +138,7 @@ function expectedProducts(discounted) {
 let browser;
 let main; // discount + catalog for most scenarios
 let busy; // a catalog that sheds at once, for the overload scenario
+let flagged; // discount following a fault flag file, a catalog in front, its metrics
 let page;
 let seen; // what the current page did that a scenario may not: { errors, foreign, requests }
 
@@ -160,6 +161,24 @@ before(async () => {
     ['--max-inflight-calls', '1', '--admission-queue', '0', '--health-check-interval-ms', '600000',
       '--breaker-failures', '1000'],
     { DISCOUNT_TIMEOUT_MS: '60000' });
+  // The failure scenarios: discount following a copy of the demo's flag file (every flag
+  // off), switched by scripts/flags as a presenter would. The catalog's deadline is 1 s:
+  // longer than a debug build's calls on a busy machine, shorter than the demo's too-slow
+  // delay (it is 300 ms by default).
+  const flagFile = path.join(work, 'flags', 'demo.flagd.json');
+  fs.mkdirSync(path.dirname(flagFile));
+  fs.copyFileSync(path.join(repo, 'deploy/flags/demo.flagd.json'), flagFile);
+  const { child, address } = await start('discount-flags', process.env.DISCOUNT_BIN,
+    ['0', '--keys-dir', keys, '--metrics-listen', '127.0.0.1:0', '--fault-flags', flagFile,
+      '--replica-name', 'shop-demo'], {}, 'gRPC server listening');
+  const metricsLine = fs.readFileSync(path.join(work, 'discount-flags.log'), 'utf8')
+    .split('\n').find((l) => l.includes('metrics listening'));
+  const discountFlagged = { child, target: `localhost:${address.split(':').pop()}` };
+  flagged = {
+    file: flagFile,
+    metrics: `http://${/address=(\S+)/.exec(metricsLine)[1]}`,
+    catalog: await startCatalog('catalog-flags', discountFlagged.target, [], { DISCOUNT_TIMEOUT_MS: '1000' }),
+  };
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     // As root in a container-like sandbox; no background traffic to Google's hosts.
@@ -334,6 +353,83 @@ test('on a phone-sized screen, one column and nothing wider than the screen', as
   await page.screenshot({ path: path.join(screenshots, 'shop-phone.png'), fullPage: true });
   checkClean();
 });
+
+/** scripts/flags ARGS on the failure scenarios' flag file, as docs/failure-scenarios.md shows. */
+function flags(...args) {
+  execFileSync('python3', [path.join(repo, 'scripts/flags'), ...args],
+    { env: { ...process.env, FLAGS_FILE: flagged.file }, stdio: 'ignore' });
+}
+
+/** How many calls discount injected FAULT into so far. */
+async function injected(fault) {
+  const { body } = await get(flagged.metrics, '/metrics');
+  const match = new RegExp(`^discount_faults_injected_total\\{fault="${fault}"\\} (\\d+)`, 'm').exec(body);
+  return match ? Number(match[1]) : 0;
+}
+
+// Each scenario of docs/failure-scenarios.md: the flag switched on, the page reloaded until
+// it shows the fault's effect (within the flag's reload time and, for a hang, the health
+// check's), a screenshot for the docs, the flag off, and complete discounts again.
+const failureScenarios = [
+  {
+    name: 'an error for one product: that product at its full price, the others discounted',
+    flags: ['set', 'discountError', 'internal', '--product', '2'],
+    status: 'partial',
+    shot: 'failure-error.png',
+    products: () => expectedProducts(true).map((p, i) => (i === 1 ? expectedProducts(false)[i] : p)),
+  },
+  {
+    name: 'answers later than the deadline: every product at its full price',
+    flags: ['set', 'discountDelayMs', 'too-slow'],
+    status: 'unavailable',
+    shot: 'failure-delay.png',
+    products: () => expectedProducts(false),
+  },
+  {
+    name: 'a replica that hangs: full prices, at once when its health check has marked it',
+    flags: ['set', 'discountHang', 'on', '--replica', 'shop-demo'],
+    status: 'unavailable',
+    shot: 'failure-hang.png',
+    products: () => expectedProducts(false),
+    // The first answers wait out the 1 s deadline; then the replica is marked and skipped.
+    seen: async () => Number.parseInt(await text('answer-time'), 10) < 500,
+  },
+  {
+    name: 'CPU burnt for each call: the prices are right, a little later',
+    flags: ['set', 'discountCpuMs', 'hot'],
+    status: 'complete',
+    shot: 'failure-cpu.png',
+    products: () => expectedProducts(true),
+    seen: async () => (await injected('cpu')) > 0,
+  },
+];
+
+for (const scenario of failureScenarios) {
+  test(`fault flag: ${scenario.name}`, async () => {
+    flags(...scenario.flags);
+    try {
+      await until(`X-Discount-Status: ${scenario.status}`, async () => {
+        await page?.context().close();
+        await open(flagged.catalog.origin, '?customer=1');
+        await settled('200');
+        return (await text('discount-status')) === scenario.status && (!scenario.seen || scenario.seen());
+      });
+      assert.deepEqual(await shownProducts(), scenario.products());
+      assert.equal(await notice(), scenario.status === 'complete'
+        ? null
+        : 'Some prices could not be discounted just now; they are shown at full price.');
+      await page.screenshot({ path: path.join(screenshots, scenario.shot), fullPage: true });
+      checkClean();
+    } finally {
+      flags('off');
+    }
+    // Off again: complete discounts (a breaker the fault opened closes on a health check).
+    await until('complete discounts again', async () => {
+      const { headers } = await get(flagged.catalog.origin, '/products', { 'X-USER-ID': '1' });
+      return headers.get('x-discount-status') === 'complete';
+    });
+  });
+}
 
 test('an overloaded catalog: the 503 becomes a retry notice, then the prices', async () => {
   await open(busy.origin, '?customer=1');
