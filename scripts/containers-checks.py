@@ -12,14 +12,18 @@ order, discounted or not, X-Discount-Status). In order:
   3. Prometheus: both targets up, every rule group of deploy/prometheus/rules.yml loaded;
   4. the `load` profile (Locust) at a steady rate: after two minutes of healthy traffic
      no alert is pending or firing;
-  5. discount killed (docker kill) under that load: every answer 200 at full price within
+  5. the fault flags (deploy/flags, rewritten by scripts/flags in the stack's copy of the
+     tree): Locust's flood with a slow discount makes the catalog shed (503 with
+     Retry-After), and off again, complete answers;
+  6. discount killed (docker kill) under that load: every answer 200 at full price within
      the call deadline, and the alert for a discount that is gone fires; started again:
      discounts back within 3 s, and the alert resolves;
-  6. three discount replicas behind the one name: each gets calls; one killed under steady
+  7. three discount replicas behind the one name: each gets calls; one killed under steady
      load: from 2 s after the kill every answer discounted, none over the deadline bound;
-  7. the catalog restarted under load: nothing but complete 200s or refused connections,
+     one made slow by a fault flag aimed at it: every answer complete, by hedging;
+  8. the catalog restarted under load: nothing but complete 200s or refused connections,
      and its stop takes no more than the shutdown bound (exit 0, no SIGKILL);
-  8. the keys volume survives down and up (the same certificates are served); a
+  9. the keys volume survives down and up (the same certificates are served); a
      certificate near its end (inside a 100-day renewal window) is renewed by the keys
      service and served by the running discount without a restart, with a new serial.
 Uses only the Python standard library.
@@ -138,6 +142,57 @@ def check_healthy_traffic(stack, prom, seconds):
            "no alert pending or firing", f"alerts {active}, {seen:.0f} requests seen")
 
 
+def set_flags(flags_file, *args):
+    """scripts/flags ARGS on the stack's flag file, as a presenter would."""
+    subprocess.run([sys.executable, os.path.join(REPO, "scripts/flags"), *args], check=True,
+                   capture_output=True, env={**os.environ, "FLAGS_FILE": flags_file})
+
+
+def counter(catalog, series):
+    """A counter of the catalog's /metrics (0 before its series appears)."""
+    text = get(catalog, "/metrics")[2]
+    found = re.search(rf"^{re.escape(series)} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def shed(catalog):
+    text = get(catalog, "/metrics")[2]
+    return sum(float(n) for n in re.findall(r"^catalog_requests_shed_total\{[^}]*\} (\S+)$", text, re.M))
+
+
+def check_flood(stack, catalog, flags_file):
+    """loadGeneratorFlood with discountDelayMs slow: the catalog sheds, 503 with Retry-After;
+    both off: complete answers again."""
+    stack.compose("--profile", "load", "up", "-d", "load")
+    before = shed(catalog)
+    set_flags(flags_file, "set", "discountDelayMs", "slow")
+    set_flags(flags_file, "set", "loadGeneratorFlood", "flood")
+    started = time.monotonic()
+    try:
+        try:
+            def refused():
+                answer = get(catalog, user=1)
+                return answer if answer[0] == 503 and answer[1].get("retry-after") else None
+
+            answer = until("a 503 with Retry-After", refused, 60)
+            report(shed(catalog) > before,
+                   f"fault flags: Locust's flood with a slow discount: shed after "
+                   f"{time.monotonic() - started:.1f} s (503, Retry-After: {answer[1]['retry-after']})",
+                   "catalog_requests_shed_total did not move")
+        except TimeoutError as e:
+            report(False, "fault flags: Locust's flood with a slow discount makes the catalog shed", str(e))
+    finally:
+        set_flags(flags_file, "off")
+    stopped = time.monotonic()
+    try:
+        until("ten complete answers in a row", lambda: all(
+            not verdict(a, True) and a[1].get("x-discount-status") == "complete"
+            for a in [get(catalog, user=1) for _ in range(10)]), 30)
+        report(True, f"fault flags off: complete answers again after {time.monotonic() - stopped:.1f} s")
+    except TimeoutError as e:
+        report(False, "fault flags off: complete answers again", str(e))
+
+
 def check_discount_killed(stack, catalog, prom):
     """discount killed under load: full prices within the deadline, its alert fires; started
     again: discounts back within 3 s, and the alert resolves."""
@@ -206,6 +261,35 @@ def check_replicas(stack, catalog):
     stack.run("start", victim)
 
 
+def check_slow_replica(stack, catalog, flags_file):
+    """discountDelayMs slow aimed at one replica of three: every answer complete, the
+    hedges to the other replicas winning."""
+    stack.compose("up", "-d", "--wait", "--scale", "discount=3", "--no-recreate", "discount")
+    until("three replicas accepting calls",
+          lambda: "3 resolved, 3 accepting calls" in get(catalog, "/readyz")[2], 30)
+    slow = stack.inspect(stack.containers("discount")[0])["Config"]["Hostname"]
+    won = "catalog_discount_hedges_won_total"
+    before = counter(catalog, won)
+    set_flags(flags_file, "set", "discountDelayMs", "slow", "--replica", slow)
+    try:
+        def hedged():
+            get(catalog, user=1)  # traffic, for the flag to act on
+            return counter(catalog, won) > before
+
+        until("hedges winning", hedged, 30)
+        load = Load(catalog)
+        time.sleep(3)
+        samples = load.finish()
+    finally:
+        set_flags(flags_file, "off")
+    problems = [f"{verdict(a, True) or a[1].get('x-discount-status')} in {a[3]:.2f} s"
+                for _, a in samples if verdict(a, True) or a[1].get("x-discount-status") != "complete"
+                or a[3] > BOUND]
+    report(samples and not problems,
+           f"fault flag: one replica of three slow ({slow}): all {len(samples)} answers complete, "
+           f"{counter(catalog, won) - before:.0f} hedges won", "; ".join(problems[:5]))
+
+
 def check_catalog_restart(stack, catalog):
     (container,) = stack.containers("catalog")
     load = Load(catalog)
@@ -270,14 +354,18 @@ def main():
     stack = Stack(args.docker, files)
     catalog = stack.published("catalog", 11080)
     prom = stack.published("prometheus", 9090)
+    # The stack runs from scripts/containers' copy of the tree: its flag file, not the repo's.
+    flags_file = os.path.join(args.state, "tree", "deploy", "flags", "demo.flagd.json")
 
     checks = {
         "stack": lambda: check_stack(stack),
         "bodies": lambda: check_bodies(catalog),
         "prometheus": lambda: check_prometheus(prom),
         "healthy": lambda: check_healthy_traffic(stack, prom, args.healthy_seconds),
+        "flood": lambda: check_flood(stack, catalog, flags_file),
         "killed": lambda: check_discount_killed(stack, catalog, prom),
         "replicas": lambda: check_replicas(stack, catalog),
+        "slow-replica": lambda: check_slow_replica(stack, catalog, flags_file),
         "restart": lambda: check_catalog_restart(stack, catalog),
         "keys": lambda: check_keys(stack),
     }
