@@ -7,7 +7,7 @@ use ecommerce::shutdown::DelayArgs;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use crate::faults::{FaultFlags, FlagSource};
+use crate::faults::{FaultFlags, FlagSource, ServerMode};
 
 /// The discount gRPC service: gives customer 1 ten percent off, over TLS only.
 ///
@@ -146,7 +146,8 @@ impl ServeArgs {
     /// The fault flags asked for, if any; an error when a file resolver has no file.
     pub fn fault_flags(&self) -> Result<Option<FaultFlags>, String> {
         let source = match (self.fault_flags_resolver, &self.fault_flags) {
-            (Some(Resolver::Rpc | Resolver::InProcess), _) => FlagSource::Server,
+            (Some(Resolver::Rpc), _) => FlagSource::Server(ServerMode::Rpc),
+            (Some(Resolver::InProcess), _) => FlagSource::Server(ServerMode::InProcess),
             (_, Some(path)) => FlagSource::File(path.clone()),
             (Some(Resolver::File), None) => {
                 return Err("the file resolver needs a flag file: --fault-flags FILE".into());

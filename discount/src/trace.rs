@@ -76,3 +76,12 @@ pub fn discount_applied(applied: bool) {
         tracing::Span::current().set_attribute("ecommerce.discount.applied", applied);
     }
 }
+
+/// Records on the current call's span that a fault flag acted on it (`ecommerce.fault`:
+/// `cpu`, `delay`, `hang` or `error`; the last, when several did), so that a trace tells an
+/// injected failure from a real one.
+pub fn fault_injected(fault: &'static str) {
+    if propagation::spans_enabled() {
+        tracing::Span::current().set_attribute("ecommerce.fault", fault);
+    }
+}

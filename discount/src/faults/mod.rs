@@ -33,8 +33,9 @@ use tokio::task::JoinHandle;
 use tonic::Status;
 
 use crate::metrics::Metrics;
+use crate::trace;
 use flags::{Armed, Flag};
-pub use source::{FILE_CHECK_INTERVAL, FlagSource};
+pub use source::{FILE_CHECK_INTERVAL, FlagSource, ServerMode};
 pub use state::Call;
 use state::Shared;
 
@@ -87,7 +88,7 @@ impl Faults {
         });
         let task = match flags.source {
             FlagSource::File(path) => tokio::spawn(source::follow_file(shared.clone(), path)),
-            FlagSource::Server => tokio::spawn(source::follow_server(shared.clone())),
+            FlagSource::Server(mode) => tokio::spawn(source::follow_server(shared.clone(), mode)),
         };
         (
             Self {
@@ -170,6 +171,7 @@ impl Faults {
             if let Some(shared) = &self.shared {
                 shared.metrics.fault_injected(fault);
             }
+            trace::fault_injected(fault);
         };
         if !plan.cpu.is_zero() {
             count("cpu");

@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime};
 use open_feature::OpenFeature;
 use open_feature_flagd::{FlagdOptions, FlagdProvider, ResolverType};
 
-use super::state::Shared;
 use super::flags::{self, Armed};
+use super::state::Shared;
 
 /// How often the flag file is looked at. With the provider's own reload (immediate, on
 /// inotify), a changed file takes effect within this time.
@@ -32,15 +32,36 @@ pub enum FlagSource {
     /// flagd's JSON file format, read in process.
     File(PathBuf),
     /// A flagd server, configured by flagd's `FLAGD_*` environment variables.
-    Server,
+    Server(ServerMode),
+}
+
+/// How flagd's provider uses a flagd server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerMode {
+    /// Each flag evaluated by the server (flagd's `rpc`, port 8013 by default).
+    Rpc,
+    /// The server's flag definitions streamed, evaluated here (`in-process`, port 8015).
+    InProcess,
 }
 
 /// Starts the provider for a flagd server, and arms every flag once it answers. Retries
 /// every second, with one line per new error.
-pub(super) async fn follow_server(shared: Arc<Shared>) {
+pub(super) async fn follow_server(shared: Arc<Shared>, mode: ServerMode) {
+    let mut options = FlagdOptions::default();
+    let (resolver, port) = match mode {
+        ServerMode::Rpc => (ResolverType::Rpc, 8013),
+        ServerMode::InProcess => (ResolverType::InProcess, 8015),
+    };
+    options.resolver_type = resolver;
+    // The provider picks its default port for the resolver its own variable names: here
+    // the resolver may come from the command line.
+    if std::env::var_os("FLAGD_PORT").is_none() {
+        options.port = port;
+    }
+    tracing::info!(host = %options.host, port = options.port, ?mode, "fault flags: connecting to a flagd server; every fault off until it answers");
     let mut last_error = String::new();
     loop {
-        match FlagdProvider::new(FlagdOptions::default()).await {
+        match FlagdProvider::new(options.clone()).await {
             Ok(provider) => {
                 install(&shared, provider).await;
                 shared.set_armed(Armed::ALL);
