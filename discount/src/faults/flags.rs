@@ -142,7 +142,7 @@ fn judge(flag: Flag, definition: &FeatureFlag) -> Result<bool, String> {
 }
 
 /// Whether a variant's value means "no fault".
-pub fn is_off(value: &Value) -> bool {
+fn is_off(value: &Value) -> bool {
     match value {
         Value::Bool(on) => !on,
         Value::Number(number) => number.as_u64() == Some(0),

@@ -67,7 +67,7 @@ pub struct Plan {
     pub delay: Duration,
     /// Then never answer.
     pub hang: bool,
-    /// Or answer this error.
+    /// Then answer this error instead of the price.
     pub error: Option<tonic::Code>,
 }
 
@@ -116,6 +116,13 @@ impl Faults {
         self.shared
             .as_ref()
             .is_some_and(|shared| shared.armed.load(Ordering::Relaxed) != 0)
+    }
+
+    /// The faults for `call`, evaluated and carried out: returns when the call may go on,
+    /// or with the status to answer. Only worth asking for when [`Self::armed`].
+    pub async fn apply(&self, call: Call) -> Result<(), Status> {
+        let plan = self.plan(call).await;
+        self.inject(plan).await
     }
 
     /// Evaluates the armed flags for `call`.

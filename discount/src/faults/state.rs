@@ -27,11 +27,15 @@ pub enum Call {
 pub(super) struct Shared {
     /// The provider's name in OpenFeature's registry: one per server.
     pub(super) name: String,
+    /// This replica's name, for the targeting.
     pub(super) replica: String,
+    /// The flags a call must evaluate ([`Armed`]'s byte).
     pub(super) armed: AtomicU8,
     /// Set once the provider has started.
     pub(super) client: OnceLock<Client>,
+    /// Calls evaluated so far: the targeting key's count.
     pub(super) calls: AtomicU64,
+    /// Where injected faults are counted.
     pub(super) metrics: Metrics,
 }
 
@@ -59,9 +63,7 @@ impl Shared {
             tracing::info!(armed = ?on, "fault flags: flags that may be on for some calls");
         }
     }
-}
 
-impl Shared {
     /// The evaluation context of `call` (see the parent module's docs).
     pub(super) fn context(&self, call: Call) -> EvaluationContext {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
