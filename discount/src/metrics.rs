@@ -65,7 +65,9 @@ struct MethodLabels {
 /// The service's metrics and their registry. Cheap to clone: handles share the values.
 #[derive(Debug, Clone)]
 pub struct Metrics {
-    registry: Arc<Registry>,
+    /// The registry, and the families only the fault flags use: one pointer, because the
+    /// server's service stack (and so this) is cloned for every call.
+    shared: Arc<Shared>,
     handled: Family<CallLabels, Counter>,
     handling_seconds: Family<MethodLabels, Histogram>,
     /// The series of a successful `ApplyDiscount` call, nearly every call's: looked up in
@@ -73,12 +75,18 @@ pub struct Metrics {
     /// it has a value), not at every call (two hashes and two locks).
     applied: Arc<OnceLock<(Counter, Histogram)>>,
     spans: SpanCounters,
-    faults: Family<FaultLabels, Counter>,
-    flag_loads: Family<OutcomeLabels, Counter>,
     /// When the certificates expire (set at start, and on reload).
     pub certificates: ExpiryGauges,
     /// Changes of the TLS files, used or refused.
     pub tls_reloads: ReloadCounters,
+}
+
+/// What every clone of [`Metrics`] shares behind one pointer.
+#[derive(Debug)]
+struct Shared {
+    registry: Registry,
+    faults: Family<FaultLabels, Counter>,
+    flag_loads: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -123,26 +131,32 @@ impl Metrics {
         let tls_reloads = ReloadCounters::register(&mut registry);
         Self {
             tls_reloads,
-            registry: Arc::new(registry),
+            shared: Arc::new(Shared {
+                registry,
+                faults,
+                flag_loads,
+            }),
             handled,
             handling_seconds,
             applied: Arc::default(),
             spans,
-            faults,
-            flag_loads,
             certificates,
         }
     }
 
     /// Counts a call that a fault flag acted on with `fault`.
     pub fn fault_injected(&self, fault: &'static str) {
-        self.faults.get_or_create(&FaultLabels { fault }).inc();
+        self.shared
+            .faults
+            .get_or_create(&FaultLabels { fault })
+            .inc();
     }
 
     /// Counts a reading of the fault flag file: `ok`, or refused.
     pub fn fault_flags_loaded(&self, ok: bool) {
         let outcome = if ok { "ok" } else { "rejected" };
-        self.flag_loads
+        self.shared
+            .flag_loads
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
@@ -159,7 +173,7 @@ impl Metrics {
     /// [`ecommerce::metrics::format`]).
     pub fn encode(&self, accept: Option<&str>) -> (&'static str, String) {
         self.spans.catch_up();
-        ecommerce::metrics::encode(&self.registry, accept)
+        ecommerce::metrics::encode(&self.shared.registry, accept)
     }
 
     /// Counts a finished call of `method` (a [`method_label`]) and its time since `started`.
