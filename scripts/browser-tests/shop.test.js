@@ -469,6 +469,8 @@ test('an overloaded catalog: the 503 becomes a retry notice, then the prices', a
       null, { polling: 50 });
     assert.equal(await notice(), 'The shop is busy just now; trying again in 1 s.');
     assert.equal(await text('http-status'), '503 Service Unavailable');
+    // What a shedding catalog looks like in the shop, for docs/failure-scenarios.md's flood.
+    await page.screenshot({ path: path.join(screenshots, 'failure-shedding.png'), fullPage: true });
     assert.ok(await held(), await why());
   } finally {
     main.discount.child.kill('SIGCONT');

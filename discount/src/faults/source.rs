@@ -22,8 +22,8 @@ use open_feature_flagd::{FlagdOptions, FlagdProvider, ResolverType};
 use super::flags::{self, Armed};
 use super::state::Shared;
 
-/// How often the flag file is looked at. With the provider's own reload (immediate, on
-/// inotify), a changed file takes effect within this time.
+/// How often the flag file is looked at: a changed file takes effect within this time (a
+/// provider is made from each good version of it).
 pub const FILE_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Where the flags come from.
