@@ -102,11 +102,9 @@ where
             }
             let faults = self.faults.clone();
             Either::Right(Box::pin(async move {
-                let plan = faults.plan(Call::Health).await;
-                if plan.hang {
-                    // Only the hang applies to health checks (see `crate::faults`).
-                    let _ = faults.inject(plan).await;
-                }
+                // Only the hang is evaluated for health checks (see `crate::faults`): it
+                // never returns, and nothing else can.
+                let _ = faults.apply(Call::Health).await;
                 answer.await
             }))
         }

@@ -27,8 +27,8 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use open_feature::OpenFeature;
 use open_feature::provider::NoOpProvider;
+use open_feature::{Client, EvaluationContext, OpenFeature};
 use tokio::task::JoinHandle;
 use tonic::Status;
 
@@ -110,7 +110,7 @@ impl Faults {
         }
     }
 
-    /// Whether any flag may be on for some call: when not, [`Self::plan`] need not be asked.
+    /// Whether any flag may be on for some call: when not, [`Self::apply`] need not be asked.
     #[inline]
     pub fn armed(&self) -> bool {
         self.shared
@@ -126,7 +126,7 @@ impl Faults {
     }
 
     /// Evaluates the armed flags for `call`.
-    pub async fn plan(&self, call: Call) -> Plan {
+    async fn plan(&self, call: Call) -> Plan {
         let Some(shared) = &self.shared else {
             return Plan::default();
         };
@@ -148,19 +148,10 @@ impl Faults {
                 .unwrap_or(false);
         }
         if evaluate(flags::CPU) {
-            plan.cpu = millis(
-                client
-                    .get_int_value(flags::CPU.key, Some(&context), None)
-                    .await,
-            )
-            .min(MAX_CPU_BURN);
+            plan.cpu = millis(client, flags::CPU, &context).await.min(MAX_CPU_BURN);
         }
         if evaluate(flags::DELAY) {
-            plan.delay = millis(
-                client
-                    .get_int_value(flags::DELAY.key, Some(&context), None)
-                    .await,
-            );
+            plan.delay = millis(client, flags::DELAY, &context).await;
         }
         if evaluate(flags::ERROR) {
             plan.error = client
@@ -173,7 +164,7 @@ impl Faults {
     }
 
     /// Carries `plan` out: returns when the call may go on, or with the status to answer.
-    pub async fn inject(&self, plan: Plan) -> Result<(), Status> {
+    async fn inject(&self, plan: Plan) -> Result<(), Status> {
         let count = |fault: &'static str| {
             if let Some(shared) = &self.shared {
                 shared.metrics.fault_injected(fault);
@@ -210,9 +201,12 @@ impl Faults {
     }
 }
 
-/// A flag's milliseconds; an evaluation error or a negative number is no fault.
-fn millis(value: Result<i64, open_feature::EvaluationError>) -> Duration {
-    value
+/// The milliseconds `flag` holds for `context`; an evaluation error or a negative number
+/// is no fault.
+async fn millis(client: &Client, flag: Flag, context: &EvaluationContext) -> Duration {
+    client
+        .get_int_value(flag.key, Some(context), None)
+        .await
         .ok()
         .and_then(|ms| u64::try_from(ms).ok())
         .map_or(Duration::ZERO, Duration::from_millis)
